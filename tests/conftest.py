@@ -60,6 +60,15 @@ def lite0(lite0_weights):
     return zoo.build(samples.DEMO_MODEL, weights=lite0_weights)
 
 
+@pytest.fixture(scope="session")
+def lite0_onnx(tmp_path_factory, lite0) -> Path:
+    """FP32 ONNX of the real-weights lite0, clsx metadata inside (exported once per test session)."""
+    from clsx.exporter import export_onnx
+
+    out = tmp_path_factory.mktemp("lite0-onnx") / "lite0.onnx"
+    return export_onnx(lite0, out, verify=False).path
+
+
 CIFAR_NET = '''
 import torch
 from torch import nn

@@ -28,7 +28,7 @@ def test_user_error_is_one_line_exit_1():
     res = runner.invoke(app, ["models", "--source", "caffe"])
     assert res.exit_code == 1
     assert res.stdout == ""
-    assert res.stderr.strip() == "clsx: error: unknown source 'caffe': use torchvision or timm"
+    assert res.stderr.strip() == "clsx: error: unknown source 'caffe': use torchvision (tv), timm or pretrainedmodels (pm)"
 
 
 def test_usage_error_exit_2():

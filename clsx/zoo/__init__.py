@@ -1,7 +1,9 @@
-"""Name -> model. ``tv:NAME``, ``timm:NAME[.TAG]``, ``package.module:function``, or a bare name.
+"""Name -> model. ``tv:NAME``, ``timm:NAME[.TAG]``, ``pm:NAME``, ``package.module:function``, or a bare name.
 
 A bare name resolves to torchvision when torchvision has it (``resnet50`` is torchvision's), else to
-timm; the names users know from Cadene's ``pretrainedmodels`` resolve to timm's ports of those nets.
+timm; the names users know from Cadene's ``pretrainedmodels`` resolve to timm's ports of those nets
+(``pm:NAME`` gives the originals, with the optional ``clsx[pretrainedmodels]``), and names only
+pretrainedmodels has (``bninception``) resolve to it when it is installed.
 The chosen source is logged (stderr in the CLI). Unknown names fail with close-match suggestions.
 """
 
@@ -17,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 from clsx.errors import ModelNotFoundError, SpecError
 from clsx.spec import ModelSpec, PreprocessOverrides, resolve_preprocess
-from clsx.zoo import custom_source, timm_source, torchvision_source  # noqa: F401  (registers sources)
+from clsx.zoo import custom_source, pretrainedmodels_source, timm_source, torchvision_source  # noqa: F401  (registers sources)
 from clsx.zoo.registry import Source, ZooEntry, bare_sources, get_source, source_for_prefix, sources
 
 if TYPE_CHECKING:
@@ -56,7 +58,7 @@ class Resolved:
 
     @property
     def ref(self) -> str:
-        return {"torchvision": "tv:", "timm": "timm:"}.get(self.source.name, "") + self.name
+        return {"torchvision": "tv:", "timm": "timm:", "pretrainedmodels": "pm:"}.get(self.source.name, "") + self.name
 
 
 def resolve(name: str) -> Resolved:
@@ -68,22 +70,35 @@ def resolve(name: str) -> Resolved:
         prefix, rest = name.split(":", 1)
         src = source_for_prefix(prefix)
         if src is not None:
+            src.ensure_available()
             if src.has(rest):
                 return Resolved(src, rest, f"{src.name}:{rest}")
             raise ModelNotFoundError(f"{src.name} has no model {rest!r}{_suggest(rest, src.names())}")
         if custom_source.is_custom_ref(name):
             return Resolved(get_source("custom"), name, f"custom model {name}")
         raise ModelNotFoundError(
-            f"unknown model source {prefix!r} in {name!r}: use tv:NAME, timm:NAME or package.module:function"
+            f"unknown model source {prefix!r} in {name!r}: use tv:NAME, timm:NAME, pm:NAME or package.module:function"
         )
     alias = PRETRAINEDMODELS_ALIASES.get(name)
     for src in bare_sources():
         if src.name == "timm" and alias is not None:
-            return Resolved(src, alias, f"timm:{alias} (timm's port of pretrainedmodels' {name})")
+            return Resolved(src, alias, f"timm:{alias} (timm's port of pretrainedmodels' {name}){_original_hint(name)}")
         if src.has(name):
+            if src.name == "pretrainedmodels":
+                return Resolved(src, name, f"pm:{name} (Cadene's pretrainedmodels; torchvision and timm have no {name})")
             return Resolved(src, name, f"{src.name}:{name}")
     candidates = [n for s in bare_sources() for n in s.names()] + list(PRETRAINEDMODELS_ALIASES)
     raise ModelNotFoundError(f"unknown model {name!r}{_suggest(name, candidates)}")
+
+
+def _original_hint(name: str) -> str:
+    """`; pm:NAME gives the original` when pretrainedmodels has that name (install hint if missing)."""
+    pm = get_source("pretrainedmodels")
+    if pm.has(name):
+        return f"; pm:{name} gives the original"
+    if name in pretrainedmodels_source.shipped_names() and not pm.names():
+        return f"; pm:{name} gives the original (pip install 'clsx[pretrainedmodels]')"
+    return ""
 
 
 def _suggest(name: str, candidates: list[str]) -> str:
@@ -94,14 +109,18 @@ def _suggest(name: str, candidates: list[str]) -> str:
 
 
 def list_models(pattern: str = "*", source: str | None = None) -> list[ZooEntry]:
-    """Buildable models matching a wildcard ``pattern``, without building any of them."""
+    """Buildable models matching a wildcard ``pattern``, without building any of them.
+
+    ``source`` is a source name or prefix (``tv``, ``timm``, ``pm``); naming a source whose optional
+    package is missing raises the install hint, while the full listing just leaves it out.
+    """
     chosen = [s for s in sources() if s.name != "custom"]
     if source is not None:
-        aliases = {"tv": "torchvision"}
-        wanted = aliases.get(source, source)
-        chosen = [s for s in chosen if s.name == wanted]
+        wanted = source_for_prefix(source)
+        chosen = [s for s in chosen if wanted is not None and s.name == wanted.name]
         if not chosen:
-            raise SpecError(f"unknown source {source!r}: use torchvision or timm")
+            raise SpecError(f"unknown source {source!r}: use torchvision (tv), timm or pretrainedmodels (pm)")
+        chosen[0].ensure_available()
     chosen.sort(key=lambda s: s.bare_priority if s.bare_priority is not None else 99)
     entries: list[ZooEntry] = []
     for src in chosen:
@@ -162,6 +181,8 @@ def build(
     pre = resolve_preprocess(spec.preprocess, sidecar_pre, preprocess)
     if spec.num_classes == 0:  # custom model: learn the class count from one forward pass
         spec = replace(spec, num_classes=_count_outputs(module, pre.input_size))
+    elif pre.input_size != spec.preprocess.input_size:
+        _check_runs_at(module, pre.input_size, spec.preprocess.input_size, resolved.ref, spec.num_classes)
 
     if labels is not None:
         label_names: tuple[str, ...] | None = read_labels(labels, spec.num_classes)
@@ -175,6 +196,26 @@ def build(
         label_names = None
     spec = replace(spec, preprocess=pre, labels=label_names, weights=origin)
     return LoadedModel(module=module, spec=spec)
+
+
+def _check_runs_at(module: "nn.Module", size: tuple[int, int, int], native: tuple[int, int, int], ref: str, classes: int) -> None:
+    """One zero-input forward pass when the input size differs from the model's own, so a fixed-size
+    network (pooling with a set kernel, e.g. pm:bninception, pm:se_resnet50 at 224) fails here in one
+    line rather than deep inside export or inference."""
+    import torch
+
+    fmt = "x".join
+    with torch.no_grad():
+        try:
+            out = module(torch.zeros(1, *size))
+            problem = None if isinstance(out, torch.Tensor) and tuple(out.shape) == (1, classes) else f"it returns {getattr(out, 'shape', type(out).__name__)}"
+        except Exception as exc:
+            problem = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    if problem is not None:
+        raise SpecError(
+            f"{ref} does not run at input size {fmt(map(str, size))} ({problem}); it is built for "
+            f"{fmt(map(str, native))}: drop --input-size or pass {fmt(map(str, native))}"
+        )
 
 
 def _count_outputs(module: "nn.Module", input_size: tuple[int, int, int]) -> int:

@@ -38,7 +38,11 @@ class Source:
     #: sources consulted for bare names, lowest first (torchvision before timm)
     bare_priority: ClassVar[int | None] = None
 
+    def ensure_available(self) -> None:
+        """Raise MissingDependencyError (with the pip extra) when the source's package is missing."""
+
     def names(self) -> list[str]:
+        """Names this source can build; empty when its optional package is not installed."""
         raise NotImplementedError
 
     def has(self, name: str) -> bool:

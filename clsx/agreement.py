@@ -1,0 +1,69 @@
+"""Label-free agreement between two sets of logits for the same images (reference vs candidate).
+
+Used by export verification, INT8 calibration reports and ``clsx parity``: top-1 agreement, how
+often the reference top-1 is within the candidate's top-k, mean Jaccard overlap of the top-k sets,
+logit differences and the KL divergence of the softmax distributions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Agreement:
+    images: int
+    top1: float  # fraction of images whose top-1 class is the same
+    ref_top1_in_topk: float  # fraction where the reference top-1 is in the candidate's top-k
+    topk_jaccard: float  # mean |A ∩ B| / |A ∪ B| of the two top-k sets
+    max_abs_diff: float
+    mean_abs_diff: float
+    mean_kl: float  # KL(softmax(ref) || softmax(candidate)), mean over images
+    topk: int
+    flips: tuple[int, ...] = ()  # indices of images whose top-1 differs
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["flips"] = list(self.flips)
+        return d
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def topk_indices(logits: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the k largest logits per row, best first (stable for ties)."""
+    k = min(k, logits.shape[1])
+    return np.argsort(-logits, axis=1, kind="stable")[:, :k]
+
+
+def compare(ref: np.ndarray, cand: np.ndarray, topk: int = 5) -> Agreement:
+    """Compare logits of shape (N, classes) from a reference and a candidate run."""
+    if ref.shape != cand.shape:
+        raise ValueError(f"logit shapes differ: reference {ref.shape} vs candidate {cand.shape}")
+    n = ref.shape[0]
+    if n == 0:
+        raise ValueError("no images to compare")
+    rk, ck = topk_indices(ref, topk), topk_indices(cand, topk)
+    same1 = rk[:, 0] == ck[:, 0]
+    in_topk = np.array([rk[i, 0] in ck[i] for i in range(n)])
+    jacc = np.array([len(set(rk[i]) & set(ck[i])) / len(set(rk[i]) | set(ck[i])) for i in range(n)])
+    diff = np.abs(ref.astype(np.float64) - cand.astype(np.float64))
+    p, q = softmax(ref), softmax(cand)
+    kl = np.sum(p * (np.log(p + 1e-12) - np.log(q + 1e-12)), axis=1)
+    return Agreement(
+        images=n,
+        top1=float(same1.mean()),
+        ref_top1_in_topk=float(in_topk.mean()),
+        topk_jaccard=float(jacc.mean()),
+        max_abs_diff=float(diff.max()),
+        mean_abs_diff=float(diff.mean()),
+        mean_kl=float(max(kl.mean(), 0.0)),
+        topk=int(min(topk, ref.shape[1])),
+        flips=tuple(int(i) for i in np.flatnonzero(~same1)),
+    )

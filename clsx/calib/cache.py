@@ -1,0 +1,78 @@
+"""Calibration cache: the computed tensor ranges, keyed so they are never applied to the wrong graph.
+
+File layout (JSON)::
+
+    {"clsx_calibration_cache": 1, "parent_sha256": ..., "method": ..., "images_sha256": ...,
+     "num_images": ..., "ranges": <ONNX Runtime TensorsData as written by save_tensors_data>}
+
+The key is the parent FP32 graph's sha256, the method and the image list. Reusing a cache for a
+different graph or method is refused; a different image list is allowed (that is the point of
+reusing ranges) but reported.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from clsx._optional import require
+from clsx.errors import ClsxError
+from clsx.metadata import atomic_write_bytes
+
+log = logging.getLogger(__name__)
+FORMAT = 1
+
+
+class CalibrationCacheError(ClsxError):
+    """A cache file that is unreadable or belongs to another graph or method."""
+
+
+@dataclass(frozen=True)
+class CacheKey:
+    parent_sha256: str
+    method: str
+    images_sha256: str
+    num_images: int
+
+
+def save(path: Path, key: CacheKey, tensors_data: Any) -> None:
+    """Write ranges (ONNX Runtime TensorsData) and their key to ``path`` atomically."""
+    cal = require("onnxruntime.quantization.calibrate", purpose="INT8 calibration")
+    with tempfile.TemporaryDirectory() as tmp:
+        ort_file = Path(tmp) / "ranges.json"
+        cal.save_tensors_data(tensors_data, ort_file)
+        ranges = json.loads(ort_file.read_text())
+    doc = {"clsx_calibration_cache": FORMAT, **key.__dict__, "ranges": ranges}
+    atomic_write_bytes(path, (json.dumps(doc) + "\n").encode())
+
+
+def load(path: Path, expect: CacheKey) -> dict[str, Any]:
+    """Read a cache and check it belongs to ``expect``'s graph and method. Returns ORT's ranges payload."""
+    try:
+        doc = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise CalibrationCacheError(f"calibration cache {path}: no such file") from None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise CalibrationCacheError(f"calibration cache {path}: unreadable ({exc})") from None
+    if not isinstance(doc, dict) or doc.get("clsx_calibration_cache") != FORMAT or "ranges" not in doc:
+        raise CalibrationCacheError(f"calibration cache {path}: not a clsx calibration cache")
+    if doc.get("parent_sha256") != expect.parent_sha256:
+        raise CalibrationCacheError(
+            f"calibration cache {path} was computed for another graph (sha256 {str(doc.get('parent_sha256'))[:12]}…, "
+            f"this one is {expect.parent_sha256[:12]}…); recalibrate without --cache or pass the matching model"
+        )
+    if doc.get("method") != expect.method:
+        raise CalibrationCacheError(f"calibration cache {path} holds {doc.get('method')} ranges, not {expect.method}; pass --method {doc.get('method')}")
+    if doc.get("images_sha256") != expect.images_sha256:
+        log.warning("calibration cache %s was computed on another image list (%s images); reusing its ranges", path, doc.get("num_images"))
+    return doc["ranges"]
+
+
+def write_ort_ranges(ranges: dict[str, Any], dest: Path) -> Path:
+    """ONNX Runtime's own cache file, which quantize_static reads instead of calibrating."""
+    dest.write_text(json.dumps(ranges))
+    return dest

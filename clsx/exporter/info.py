@@ -1,0 +1,84 @@
+"""``clsx info``: an artifact's metadata document as a short human-readable report.
+
+``clsx info --json`` prints the document itself; this module only formats it. Sections it does not
+know (added by later clsx versions or other artifact kinds) are printed as compact JSON, never dropped.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Mapping
+
+_KNOWN = {"schema_version", "clsx_version", "artifact", "precision", "model", "inputs", "outputs",
+          "parent_sha256", "producer", "verification"}
+
+
+def _shape(entry: Mapping[str, Any]) -> str:
+    dims = ", ".join(str(d) for d in entry.get("shape", []))
+    return f"{entry.get('name')} {entry.get('dtype')} [{dims}]"
+
+
+def _floats(values: Any) -> str:
+    return ",".join(f"{float(v):g}" for v in values or [])
+
+
+def _preprocess(pre: Mapping[str, Any]) -> str:
+    size = "x".join(str(v) for v in pre.get("input_size", []))
+    rng = "[0,255]" if float(pre.get("input_range", 1.0)) == 255.0 else "[0,1]"
+    return (f"resize {pre.get('resize_size')} {pre.get('interpolation')} -> center crop {size}, "
+            f"{pre.get('channel_order', 'RGB')} {rng}, mean {_floats(pre.get('mean'))} std {_floats(pre.get('std'))}")
+
+
+def _verification(v: Mapping[str, Any] | None) -> str:
+    if not v:
+        return "not verified"
+    verdict = "PASS" if v.get("passed") else "FAIL"
+    parts = [f"{verdict} {v.get('candidate', '?')} vs {v.get('reference', '?')}",
+             f"{v.get('photos', 0)} photos + {v.get('random', 0)} random",
+             f"max |Δlogit| {float(v.get('max_abs_diff', float('nan'))):.3g} (rel tolerance {v.get('rel_tolerance')})"]
+    if v.get("top1") is not None:
+        parts.append(f"top-1 {float(v['top1']):.0%}, top-5 {float(v.get('top5') or 0):.0%}"
+                     + ("" if v.get("agreement_gated") else " (not gated: random weights)"))
+    if v.get("reasons"):
+        parts.append("; ".join(v["reasons"]))
+    return ", ".join(parts)
+
+
+def describe(path: str | Path, doc: Mapping[str, Any]) -> str:
+    """The document as ``key  value`` lines (stdout of ``clsx info``)."""
+    p = Path(path)
+    model = doc.get("model", {})
+    producer = dict(doc.get("producer") or {})
+    labels = model.get("labels")
+    rows: list[tuple[str, str]] = [
+        ("file", f"{p} ({p.stat().st_size / 1e6:.1f} MB)" if p.exists() else str(p)),
+        ("artifact", f"{doc.get('artifact')} {doc.get('precision')} (clsx {doc.get('clsx_version')}, schema {doc.get('schema_version')})"),
+        ("model", f"{model.get('ref')} ({model.get('source')}), {model.get('num_classes')} classes"),
+        ("weights", str(model.get("weights"))),
+    ]
+    rows += [("input", _shape(e)) for e in doc.get("inputs", [])]
+    rows += [("output", _shape(e)) for e in doc.get("outputs", [])]
+    rows.append(("preprocess", _preprocess(model.get("preprocess", {}))))
+    if labels:
+        rows.append(("labels", f"{len(labels)}: " + ", ".join(labels[:3]) + (", ..." if len(labels) > 3 else "")))
+    else:
+        rows.append(("labels", "none (class indices)"))
+    if producer:
+        fp16 = producer.pop("fp16", None)
+        batch = producer.pop("batch", None)
+        main = ", ".join(f"{k} {v}" for k, v in producer.items() if not isinstance(v, (dict, list)))
+        rows.append(("producer", main))
+        if batch:
+            rows.append(("batch", "dynamic" + (f" (max {batch.get('max')})" if batch.get("max") else "") if batch.get("dynamic") else f"fixed {batch.get('size')}"))
+        if fp16:
+            kept = fp16.get("nodes_fp32_by_op", 0) + len(fp16.get("nodes_fp32_by_range", [])) + len(fp16.get("nodes_fp32_by_weight_range", []))
+            rows.append(("fp16", f"{fp16.get('converter')}; {kept} of {fp16.get('nodes')} nodes kept FP32"))
+    if doc.get("parent_sha256"):
+        rows.append(("parent", f"sha256 {doc['parent_sha256']}"))
+    rows.append(("verified", _verification(doc.get("verification"))))
+    for key, value in doc.items():
+        if key not in _KNOWN and value is not None:
+            rows.append((key, json.dumps(value, separators=(",", ":"))))
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)

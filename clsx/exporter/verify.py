@@ -1,0 +1,336 @@
+"""Verification on the spot: does the ONNX graph compute what its reference computes?
+
+Every graph clsx writes is checked right after export, before it gets its final name:
+
+1. ``onnx.checker`` accepts it;
+2. ONNX Runtime (CPU) runs it on **real photos** (the 17 that scikit-image and scikit-learn ship;
+   the first 8 for random-weight models), preprocessed by :mod:`clsx.preprocess` exactly as at
+   inference time, and on **random input**;
+3. its logits are compared with the reference's on the same tensors: torch for an FP32 export, the
+   FP32 graph on ONNX Runtime for an FP16 conversion.
+
+Batch sizes are chosen to exercise the batch axis: with a dynamic batch the photos run as one batch
+(17, not the export's example batch of 2) and the random input as a batch of 1.
+
+Tolerances (see :data:`FP32_VS_TORCH`, :data:`FP16_VS_FP32`)
+  * logits: ``max |Δlogit| <= rel * logit_scale``, where ``logit_scale`` is the largest absolute
+    reference logit of that input set. The tolerance is purely relative because random-weight
+    networks produce logits anywhere from 1e-18 to 1e4, and an absolute floor would make the check
+    vacuous for the small ones. FP32 vs torch: ``rel = 1e-3``; FP16 vs FP32:
+    ``rel = 2.5e-2`` (FP16 keeps 11 significant bits, about 5e-4 relative per rounding, and the
+    rounding of every weight and activation adds up over a deep network).
+  * agreement, only for real weights: top-1 agreement on the photos must be 100% (FP32) or at least
+    99% (FP16). Random-weight networks give near-uniform logits, so their top-k order is noise and
+    is reported, never gated.
+
+A failed check says which figure missed and the tolerance that would have been needed.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Sequence
+
+import numpy as np
+
+from clsx.errors import ClsxError
+from clsx.spec import PreprocessSpec
+
+if TYPE_CHECKING:
+    import onnx
+    from torch import nn
+
+log = logging.getLogger(__name__)
+
+RANDOM_SEED = 0
+#: photos used for random-weight models: only their logits are compared (their top-k order is noise),
+#: and 8 photos show that as well as all 17 at half the cost; real-weight models use every photo
+RANDOM_WEIGHTS_PHOTOS = 8
+
+
+def default_photos(real_weights: bool) -> int | None:
+    """How many sample photos a verification uses by default (None: all of them)."""
+    return None if real_weights else RANDOM_WEIGHTS_PHOTOS
+TINY = 1e-30  # logit scale floor: all-zero reference logits leave no room for any difference
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """How close a candidate must be to its reference."""
+
+    rel: float  # max |Δlogit| as a fraction of the reference logit scale
+    min_top1: float  # top-1 agreement on photos (gated for real weights only)
+
+
+FP32_VS_TORCH = Tolerance(rel=1e-3, min_top1=1.0)
+FP16_VS_FP32 = Tolerance(rel=2.5e-2, min_top1=0.99)
+
+
+@dataclass(frozen=True)
+class Probe:
+    """The input tensors of a verification: preprocessed photos and random input, NCHW float32."""
+
+    photos: np.ndarray
+    photo_names: tuple[str, ...]
+    random: np.ndarray
+    chunk: int | None  # images per run: the static batch, --max-batch, or None for all at once
+    pad: bool  # static batch: the last chunk is padded to the full batch size
+
+    def sets(self) -> dict[str, np.ndarray]:
+        out = {"photos": self.photos} if len(self.photos) else {}
+        out["random"] = self.random
+        return out
+
+
+_PHOTOS: "OrderedDict[tuple[PreprocessSpec, int | None], Future]" = OrderedDict()
+_PHOTOS_LOCK = threading.Lock()
+_EXECUTOR: ThreadPoolExecutor | None = None
+
+
+def _load_photos(pre: PreprocessSpec, limit: int | None) -> tuple[np.ndarray, tuple[str, ...]]:
+    from clsx import samples
+    from clsx.preprocess import preprocess_batch
+
+    paths = samples.photo_paths()
+    if limit is not None:
+        paths = paths[:limit]
+    batch = preprocess_batch(paths, pre)
+    batch.setflags(write=False)
+    return batch, tuple(p.name for p in paths)
+
+
+def _photos(pre: PreprocessSpec, limit: int | None) -> "Future[tuple[np.ndarray, tuple[str, ...]]]":
+    """The preprocessed sample photos for ``pre``: computed once per process, in a worker thread."""
+    global _EXECUTOR
+    key = (pre, limit)
+    with _PHOTOS_LOCK:
+        if key in _PHOTOS:
+            _PHOTOS.move_to_end(key)
+            return _PHOTOS[key]
+        if _EXECUTOR is None:
+            _EXECUTOR = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clsx-photos")
+        fut = _PHOTOS[key] = _EXECUTOR.submit(_load_photos, pre, limit)
+        while len(_PHOTOS) > 8:
+            _PHOTOS.popitem(last=False)
+        return fut
+
+
+def prefetch_photos(pre: PreprocessSpec, photos: int | None = None) -> None:
+    """Start decoding and preprocessing the verification photos now (the exporter calls this before
+    tracing, which keeps one core busy with Python while Pillow works on the other)."""
+    if photos != 0:
+        _photos(pre, photos)
+
+
+def make_probe(pre: PreprocessSpec, *, static_batch: int | None = None, max_batch: int | None = None,
+               photos: int | None = None) -> Probe:
+    """Photos (all sample photos, or the first ``photos``) plus random input for one model."""
+    c, h, w = pre.input_size
+    photo_arr = np.zeros((0, c, h, w), np.float32)
+    names: tuple[str, ...] = ()
+    if photos != 0:
+        try:
+            photo_arr, names = _photos(pre, photos).result()
+        except ClsxError as exc:  # the samples extra is not installed
+            log.warning("verifying on random input only: %s", exc)
+    n_random = static_batch or (1 if len(photo_arr) else 3)
+    rng = np.random.default_rng(RANDOM_SEED)
+    random = rng.standard_normal((n_random, c, h, w), dtype=np.float32)
+    chunk = static_batch or max_batch
+    return Probe(photos=photo_arr, photo_names=names, random=random, chunk=chunk, pad=static_batch is not None)
+
+
+_REFERENCE_EXECUTOR: ThreadPoolExecutor | None = None
+
+
+def torch_reference_in_background(module: "nn.Module", pre: PreprocessSpec, *, static_batch: int | None = None,
+                                  max_batch: int | None = None, photos: int | None = None) -> "Future[tuple[Probe, dict[str, np.ndarray]]]":
+    """Start computing (probe, torch logits) in a worker thread.
+
+    The exporter runs this while its own modules import (pure Python on one core), so the reference
+    forward pass uses the otherwise idle core. The caller must collect the result *before* tracing
+    starts: torch.fx and torch.export patch global state that a concurrent forward pass must not see.
+    """
+    global _REFERENCE_EXECUTOR
+    with _PHOTOS_LOCK:
+        if _REFERENCE_EXECUTOR is None:
+            _REFERENCE_EXECUTOR = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clsx-reference")
+
+    def job() -> tuple[Probe, dict[str, np.ndarray]]:
+        probe = make_probe(pre, static_batch=static_batch, max_batch=max_batch, photos=photos)
+        return probe, torch_logits(module, probe)
+
+    return _REFERENCE_EXECUTOR.submit(job)
+
+
+def run_chunked(fn: Callable[[np.ndarray], np.ndarray], x: np.ndarray, chunk: int | None, pad: bool) -> np.ndarray:
+    """``fn`` over ``x`` in chunks of ``chunk`` rows; with ``pad`` the last chunk is filled up to
+    ``chunk`` rows (repeating its last row) and the extra outputs dropped."""
+    if chunk is None or len(x) <= chunk and not pad:
+        return fn(x)
+    outs = []
+    for start in range(0, len(x), chunk):
+        part = x[start : start + chunk]
+        n = len(part)
+        if pad and n < chunk:
+            part = np.concatenate([part, np.repeat(part[-1:], chunk - n, axis=0)])
+        outs.append(fn(part)[:n])
+    return np.concatenate(outs)
+
+
+def torch_logits(module: "nn.Module", probe: Probe) -> dict[str, np.ndarray]:
+    """The reference: the torch module itself, in eval mode, float32 on CPU."""
+    import torch
+
+    fast = [True]
+
+    def forward(t: "torch.Tensor") -> "torch.Tensor":
+        # channels_last input: oneDNN's faster convolution path (2x on depthwise nets); models that
+        # .view() their activations cannot take it, so they get the plain layout
+        if fast[0]:
+            try:
+                with torch.inference_mode():
+                    return module(t.contiguous(memory_format=torch.channels_last))
+            except RuntimeError:
+                fast[0] = False
+        with torch.inference_mode():
+            return module(t)
+
+    def fn(x: np.ndarray) -> np.ndarray:
+        out = forward(torch.from_numpy(np.array(x, dtype=np.float32, order="C")))  # a writable copy
+        if not isinstance(out, torch.Tensor):
+            raise ClsxError(f"the model returned {type(out).__name__}, not a logits tensor")
+        return out.float().numpy()
+
+    return {k: run_chunked(fn, v, probe.chunk, probe.pad) for k, v in probe.sets().items()}
+
+
+class OrtRunner:
+    """An ONNX Runtime CPU session over serialized model bytes (nothing touches the disk)."""
+
+    def __init__(self, model_bytes: bytes) -> None:
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        so.log_severity_level = 3  # errors only; ORT's warnings would clutter clsx's stderr
+        self.session = ort.InferenceSession(model_bytes, so, providers=["CPUExecutionProvider"])
+        self.input_name = self.session.get_inputs()[0].name
+        self.version = ort.__version__
+
+    def describe(self) -> str:
+        return f"onnxruntime {self.version} ({', '.join(self.session.get_providers())})"
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {self.input_name: np.ascontiguousarray(x, dtype=np.float32)})[0].astype(np.float32)
+
+    def logits(self, probe: Probe) -> dict[str, np.ndarray]:
+        return {k: run_chunked(self, v, probe.chunk, probe.pad) for k, v in probe.sets().items()}
+
+
+def check_graph(model: "bytes | onnx.ModelProto") -> str | None:
+    """onnx.checker's verdict: None when the graph is valid, else the first line of its complaint.
+    Pass serialized bytes where you have them: checking a ModelProto serializes it again."""
+    import onnx
+
+    try:
+        onnx.checker.check_model(model)
+    except (onnx.checker.ValidationError, ValueError) as exc:
+        return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return None
+
+
+@dataclass
+class Verification:
+    """The figures of one check, JSON-ready through :meth:`to_dict` (stored in the metadata)."""
+
+    reference: str
+    candidate: str
+    photos: int = 0
+    random: int = 0
+    max_abs_diff: float = float("nan")  # worst over photos and random input
+    photos_max_abs_diff: float | None = None
+    random_max_abs_diff: float | None = None
+    photos_logit_scale: float | None = None
+    random_logit_scale: float | None = None
+    rel_tolerance: float = 0.0
+    needed_rel_tolerance: float = float("nan")  # what would have passed: max |Δ| / logit scale
+    top1: float | None = None  # agreement on photos
+    top5: float | None = None  # reference top-1 within the candidate's top-5, on photos
+    top5_overlap: float | None = None  # mean Jaccard overlap of the top-5 sets, on photos
+    flips: list[str] = field(default_factory=list)  # photos whose top-1 differs
+    agreement_gated: bool = False  # real weights: top-1 agreement is part of the verdict
+    min_top1: float = 1.0
+    passed: bool = False
+    reasons: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        for k, v in d.items():
+            if isinstance(v, float) and not np.isfinite(v):
+                d[k] = str(v)  # JSON has no nan/inf
+        return d
+
+    def summary(self) -> str:
+        """One line for stderr: max abs logit difference, top-1/top-5 agreement, verdict."""
+        parts = [f"{self.candidate} vs {self.reference}: max |Δlogit| {self.max_abs_diff:.3g}"]
+        sets = []
+        if self.photos:
+            sets.append(f"{self.photos} photos {self.photos_max_abs_diff:.3g} (tolerance {self.rel_tolerance * self.photos_logit_scale:.3g})")
+        if self.random:
+            sets.append(f"{self.random} random {self.random_max_abs_diff:.3g} (tolerance {self.rel_tolerance * self.random_logit_scale:.3g})")
+        parts.append("[" + "; ".join(sets) + "]")
+        if self.top1 is not None:
+            n = self.photos
+            agree = f"top-1 agreement {round(self.top1 * n)}/{n} ({self.top1:.0%}), top-5 {round(self.top5 * n)}/{n} ({self.top5:.0%})"
+            if not self.agreement_gated:
+                agree += " (random weights: not gated)"
+            parts.append(agree)
+        verdict = "PASS" if self.passed else "FAIL: " + "; ".join(self.reasons)
+        return ", ".join(parts) + f" -> {verdict}"
+
+
+def compare(ref: dict[str, np.ndarray], cand: dict[str, np.ndarray], *, tolerance: Tolerance, real_weights: bool,
+            reference: str, candidate: str, photo_names: Sequence[str] = ()) -> Verification:
+    """Judge ``cand`` against ``ref`` (both: input set name -> logits) with ``tolerance``."""
+    from clsx.agreement import compare as agreement
+
+    v = Verification(reference=reference, candidate=candidate, rel_tolerance=tolerance.rel,
+                     min_top1=tolerance.min_top1, agreement_gated=real_weights)
+    worst, needed = 0.0, 0.0
+    for name, r in ref.items():
+        c = cand[name]
+        if r.shape != c.shape:
+            v.reasons.append(f"{name}: output shape {tuple(c.shape)} differs from the reference's {tuple(r.shape)}")
+            continue
+        if not np.all(np.isfinite(r)):
+            v.reasons.append(f"{name}: the reference itself produces non-finite logits")
+            continue
+        scale = max(float(np.abs(r).max()), TINY)
+        diff = float(np.abs(r.astype(np.float64) - c.astype(np.float64)).max()) if np.all(np.isfinite(c)) else float("inf")
+        setattr(v, f"{name}_max_abs_diff", diff)
+        setattr(v, f"{name}_logit_scale", scale)
+        setattr(v, name, len(r))
+        worst, needed = max(worst, diff), max(needed, diff / scale)
+        if not diff <= tolerance.rel * scale:
+            what = "non-finite logits" if not np.isfinite(diff) else f"max |Δlogit| {diff:.3g}"
+            v.reasons.append(
+                f"{name}: {what} > tolerance {tolerance.rel * scale:.3g} "
+                f"(= {tolerance.rel:g} x logit scale {scale:.3g}; would need rel {diff / scale:.2g})"
+            )
+        if name == "photos" and np.all(np.isfinite(c)):
+            a = agreement(r, c, topk=5)
+            v.top1, v.top5, v.top5_overlap = a.top1, a.ref_top1_in_topk, a.topk_jaccard
+            v.flips = [photo_names[i] if i < len(photo_names) else str(i) for i in a.flips]
+            if real_weights and a.top1 < tolerance.min_top1:
+                v.reasons.append(
+                    f"top-1 agreement {a.top1:.1%} on photos < {tolerance.min_top1:.0%} (differs on {', '.join(v.flips[:5])})"
+                )
+    v.max_abs_diff, v.needed_rel_tolerance = worst, needed
+    if not ref:
+        v.reasons.append("nothing to compare")
+    v.passed = not v.reasons
+    return v

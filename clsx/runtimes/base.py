@@ -1,0 +1,274 @@
+"""The Runtime base class every backend (torch, onnxrt, tensorrt) implements.
+
+Polygraphy's runner shape: the public :meth:`Runtime.run` checks the input and the runtime's state,
+splits or pads the batch to what the loaded model accepts, and calls :meth:`Runtime.run_impl`, which
+each backend overrides. Construction is cheap (it records what to load); :meth:`activate` does the
+heavy work (building a model, creating a session, deserializing an engine) and :meth:`deactivate`
+frees it. ``run`` activates on first use, and ``with runtime:`` activates and deactivates explicitly.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, ClassVar, Mapping
+
+import numpy as np
+
+from clsx.errors import ClsxError, SpecError
+from clsx.spec import ModelSpec, PreprocessOverrides, resolve_preprocess
+
+log = logging.getLogger(__name__)
+
+Dim = int | str  # a fixed size, or the name of a dynamic axis ("batch")
+
+
+class RuntimeInputError(ClsxError):
+    """A batch that does not fit the model (wrong type, rank, dtype or image size)."""
+
+
+class DeviceError(ClsxError):
+    """A device this backend cannot use here (no GPU, provider missing, bad device string)."""
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """One model input or output: name, shape (ints, or axis names for dynamic axes) and numpy dtype name."""
+
+    name: str
+    shape: tuple[Dim, ...]
+    dtype: str = "float32"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "TensorInfo":
+        return cls(name=str(d["name"]), shape=tuple(d.get("shape", ())), dtype=str(d.get("dtype", "float32")))
+
+
+@dataclass(frozen=True)
+class Device:
+    """A parsed ``--device``: ``auto``, ``cpu``, ``cuda[:N]`` or (ONNX Runtime only) ``tensorrt[:N]``."""
+
+    kind: str  # "auto" | "cpu" | "cuda" | "tensorrt"
+    index: int = 0
+
+    def __str__(self) -> str:
+        return self.kind if self.kind in ("auto", "cpu") else f"{self.kind}:{self.index}"
+
+
+def parse_device(device: str | Device | None) -> Device:
+    """``None``/``auto`` -> Device("auto"); ``cuda`` -> cuda:0; ``gpu`` is an alias of ``cuda``."""
+    if isinstance(device, Device):
+        return device
+    text = (device or "auto").strip().lower()
+    kind, _, index = text.partition(":")
+    kind = {"gpu": "cuda", "trt": "tensorrt"}.get(kind, kind)
+    if kind not in ("auto", "cpu", "cuda", "tensorrt") or (index and not index.isdigit()) or (index and kind in ("auto", "cpu")):
+        raise DeviceError(f"unknown device {device!r}: use auto, cpu, cuda[:N] or (ONNX Runtime) tensorrt[:N]")
+    return Device(kind, int(index) if index else 0)
+
+
+def cpu_cores() -> int:
+    """CPU cores this process may use (the affinity mask, not the host's count, inside containers)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS, Windows
+        return max(1, os.cpu_count() or 1)
+
+
+class Runtime:
+    """A loaded (or loadable) classifier: ``run(NCHW float32) -> (N, classes) float32 logits``.
+
+    Subclasses set :attr:`backend` and implement :meth:`activate_impl`, :meth:`deactivate_impl`,
+    :meth:`run_impl`, :meth:`load_spec`, :meth:`io_impl` and :meth:`describe_impl`. They may override
+    :meth:`batch_bounds` when the loaded model accepts only some batch sizes.
+    """
+
+    backend: ClassVar[str]
+
+    def __init__(
+        self,
+        target: Any,
+        *,
+        device: str | Device | None = None,
+        spec: ModelSpec | None = None,
+        preprocess: PreprocessOverrides | Mapping[str, Any] | None = None,
+        labels: str | Path | None = None,
+    ) -> None:
+        self.target = target
+        self.device = parse_device(device)
+        self._spec_given = spec
+        self._preprocess = preprocess
+        self._labels_file = labels
+        self._spec: ModelSpec | None = None
+        self._active = False
+        self._lock = threading.RLock()
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    @property
+    def is_active(self) -> bool:
+        return self._active
+
+    def activate(self) -> "Runtime":
+        """Load the model now (idempotent, thread-safe)."""
+        with self._lock:
+            if not self._active:
+                self.activate_impl()
+                self._active = True
+                log.debug("activated %s", self.describe_impl())
+        return self
+
+    def deactivate(self) -> None:
+        """Free what :meth:`activate` allocated; a later :meth:`run` loads again."""
+        with self._lock:
+            if self._active:
+                self._active = False
+                self.deactivate_impl()
+
+    close = deactivate
+
+    def __enter__(self) -> "Runtime":
+        return self.activate()
+
+    def __exit__(self, *exc: object) -> None:
+        self.deactivate()
+
+    # -- description -----------------------------------------------------------------------------
+
+    @property
+    def spec(self) -> ModelSpec:
+        """The model's spec (artifact metadata, or the built model's), with ``preprocess``/``labels``
+        overrides applied. Backends whose spec needs the model built (torch) activate here."""
+        if self._spec is None:
+            with self._lock:
+                if self._spec is None:
+                    self._spec = self._apply_overrides(self._spec_given or self.load_spec())
+        return self._spec
+
+    def _apply_overrides(self, spec: ModelSpec) -> ModelSpec:
+        if self._preprocess is not None:
+            spec = replace(spec, preprocess=resolve_preprocess(spec.preprocess, self._preprocess))
+        if self._labels_file is not None:
+            from clsx.zoo.labels import read_labels
+
+            spec = replace(spec, labels=read_labels(self._labels_file, spec.num_classes))
+        return spec
+
+    @property
+    def inputs(self) -> list[TensorInfo]:
+        return self.io_impl()[0]
+
+    @property
+    def outputs(self) -> list[TensorInfo]:
+        return self.io_impl()[1]
+
+    def describe(self) -> str:
+        """One line saying what actually runs (loads the model if it is not loaded yet)."""
+        self.activate()
+        return self.describe_impl()
+
+    def __repr__(self) -> str:
+        state = "active" if self._active else "not loaded"
+        return f"<{type(self).__name__} {self.target!s} device={self.device} {state}>"
+
+    # -- inference -------------------------------------------------------------------------------
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        """Logits for an NCHW float32 batch. Batches the model cannot take at once are split into
+        chunks (and a chunk below the model's minimum batch is zero-padded, its padding dropped)."""
+        batch = self._check_batch(batch)
+        self.activate()
+        n = batch.shape[0]
+        lo, hi = self.batch_bounds()
+        if n == 0:
+            return np.zeros((0, self._num_outputs()), dtype=np.float32)
+        step = n if hi is None else max(1, hi)
+        parts = []
+        for start in range(0, n, step):
+            chunk = batch[start : start + step]
+            real = chunk.shape[0]
+            if real < lo:
+                pad = np.zeros((lo - real, *chunk.shape[1:]), dtype=chunk.dtype)
+                chunk = np.concatenate([chunk, pad])
+            out = self.run_impl(chunk)
+            parts.append(self._check_output(out, chunk.shape[0])[:real])
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    def _check_batch(self, batch: Any) -> np.ndarray:
+        if not isinstance(batch, np.ndarray):
+            raise RuntimeInputError(f"run() takes a numpy array (NCHW float32); got {type(batch).__name__}")
+        if batch.ndim != 4:
+            raise RuntimeInputError(f"run() takes an NCHW batch (4 dimensions); got shape {batch.shape}")
+        if not np.issubdtype(batch.dtype, np.floating):
+            raise RuntimeInputError(
+                f"run() takes float32 tensors (preprocessed images); got {batch.dtype}. "
+                "Use clsx.Classifier or clsx.preprocess_batch to turn images into tensors"
+            )
+        want = self._input_chw()
+        got = tuple(batch.shape[1:])
+        if want is not None and any(isinstance(w, int) and w != g for w, g in zip(want, got)):
+            shown = "x".join(str(w) for w in want)
+            raise RuntimeInputError(f"the model takes N x {shown} inputs; got a batch of shape {batch.shape}")
+        return np.ascontiguousarray(batch, dtype=np.float32)
+
+    def _input_chw(self) -> tuple[Dim, ...] | None:
+        try:
+            shape = self.inputs[0].shape
+        except (ClsxError, IndexError):
+            return None
+        return tuple(shape[1:]) if len(shape) == 4 else None
+
+    def _num_outputs(self) -> int:
+        shape = self.outputs[0].shape
+        if len(shape) == 2 and isinstance(shape[1], int):
+            return shape[1]
+        return self.spec.num_classes
+
+    def _check_output(self, out: Any, n: int) -> np.ndarray:
+        out = np.asarray(out)
+        if out.ndim != 2 or out.shape[0] != n:
+            raise SpecError(f"the model must return logits of shape [N, classes]; got {out.shape} for a batch of {n}")
+        return out.astype(np.float32, copy=False)
+
+    # -- backend hooks ---------------------------------------------------------------------------
+
+    def batch_bounds(self) -> tuple[int, int | None]:
+        """Smallest and largest batch the loaded model runs in one call (``None``: no limit)."""
+        return 1, None
+
+    def activate_impl(self) -> None:
+        raise NotImplementedError
+
+    def deactivate_impl(self) -> None:
+        raise NotImplementedError
+
+    def run_impl(self, batch: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def load_spec(self) -> ModelSpec:
+        raise NotImplementedError
+
+    def io_impl(self) -> tuple[list[TensorInfo], list[TensorInfo]]:
+        raise NotImplementedError
+
+    def describe_impl(self) -> str:
+        raise NotImplementedError
+
+
+def io_from_document(doc: Mapping[str, Any]) -> tuple[list[TensorInfo], list[TensorInfo]]:
+    """Inputs and outputs as an artifact's metadata document declares them."""
+    return [TensorInfo.from_dict(d) for d in doc.get("inputs", [])], [TensorInfo.from_dict(d) for d in doc.get("outputs", [])]
+
+
+def spec_io(spec: ModelSpec) -> tuple[list[TensorInfo], list[TensorInfo]]:
+    """Inputs and outputs implied by a spec (for models that carry no graph signature)."""
+    return (
+        [TensorInfo("input", ("batch", *spec.preprocess.input_size), "float32")],
+        [TensorInfo("logits", ("batch", spec.num_classes), "float32")],
+    )

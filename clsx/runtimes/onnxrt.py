@@ -1,0 +1,198 @@
+"""The onnxrt backend: ONNX Runtime with the CPU, CUDA or TensorRT execution provider.
+
+``device`` picks the providers: ``cpu``; ``cuda[:N]`` (CUDA, then CPU for unsupported nodes);
+``tensorrt[:N]`` (ORT's TensorRT provider, then CUDA, then CPU); ``auto`` = CUDA when this
+onnxruntime build offers it, else CPU. onnxruntime-gpu silently falls back to CPU when a GPU
+provider cannot load (no GPU, missing CUDA libraries), so after creating the session clsx compares
+``session.get_providers()`` with what was asked, warns on a fallback, and :meth:`describe` reports the
+providers that actually loaded.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from clsx._optional import require
+from clsx.runtimes.base import DeviceError, Runtime, TensorInfo, cpu_cores, io_from_document
+from clsx.spec import ModelSpec, PreprocessOverrides
+
+log = logging.getLogger(__name__)
+
+CPU, CUDA, TRT = "CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider"
+_ORT_DTYPES = {
+    "tensor(float)": "float32",
+    "tensor(float16)": "float16",
+    "tensor(double)": "float64",
+    "tensor(bfloat16)": "bfloat16",
+    "tensor(int64)": "int64",
+    "tensor(int32)": "int32",
+    "tensor(uint8)": "uint8",
+    "tensor(int8)": "int8",
+}
+
+
+class OnnxRuntime(Runtime):
+    """An ``onnxruntime.InferenceSession`` over one ``.onnx`` file (external data beside it is found)."""
+
+    backend = "onnxrt"
+
+    def __init__(
+        self,
+        target: str | Path,
+        *,
+        device: str | None = None,
+        threads: int | None = None,
+        spin: bool | None = None,
+        providers: Sequence[str | tuple[str, Mapping[str, Any]]] | None = None,
+        trt_cache_dir: str | Path | None = None,
+        spec: ModelSpec | None = None,
+        preprocess: PreprocessOverrides | Mapping[str, Any] | None = None,
+        labels: str | Path | None = None,
+    ) -> None:
+        super().__init__(Path(target), device=device, spec=spec, preprocess=preprocess, labels=labels)
+        self.threads = threads
+        self.spin = spin
+        self._providers_given = list(providers) if providers is not None else None
+        self._trt_cache_dir = trt_cache_dir
+        self._doc: dict[str, Any] | None = None
+        self._session: Any = None
+        self._requested: list[str] = []
+        self._in_name = ""
+        self._out_name = ""
+        self._in_dtype: Any = np.float32
+
+    # -- metadata (cheap, no session) ------------------------------------------------------------
+
+    def metadata(self) -> dict[str, Any]:
+        """The clsx metadata document inside the ONNX file (or its sidecar)."""
+        if self._doc is None:
+            from clsx.metadata import read_metadata
+
+            self._doc = read_metadata(self.target)
+        return self._doc
+
+    def load_spec(self) -> ModelSpec:
+        from clsx.metadata import MetadataError, spec_of
+
+        try:
+            return spec_of(self.metadata())
+        except MetadataError as exc:
+            raise MetadataError(f"{exc}; pass spec= (a clsx.ModelSpec) to run an ONNX file clsx did not write") from None
+
+    def io_impl(self) -> tuple[list[TensorInfo], list[TensorInfo]]:
+        if self._session is None:
+            from clsx.metadata import MetadataError
+
+            try:
+                doc_io = io_from_document(self.metadata())
+                if doc_io[0] and doc_io[1]:
+                    return doc_io
+            except MetadataError:
+                pass
+            self.activate()
+        return (
+            [_info(a) for a in self._session.get_inputs()],
+            [_info(a) for a in self._session.get_outputs()],
+        )
+
+    # -- session ---------------------------------------------------------------------------------
+
+    def providers_for_device(self, available: Sequence[str]) -> list[str | tuple[str, dict[str, Any]]]:
+        """The provider list for ``self.device`` (checked against what this onnxruntime build offers)."""
+        if self._providers_given is not None:
+            return list(self._providers_given)
+        kind, idx = self.device.kind, self.device.index
+        if kind == "auto":
+            kind = "cuda" if CUDA in available else "cpu"
+        if kind == "cpu":
+            return [CPU]
+        wanted = [TRT, CUDA] if kind == "tensorrt" else [CUDA]
+        missing = [p for p in wanted if p not in available]
+        if missing:
+            raise DeviceError(
+                f"device {self.device} needs {', '.join(missing)}, which this onnxruntime does not offer "
+                f"(available: {', '.join(available)}). Install onnxruntime-gpu instead of onnxruntime: "
+                "pip uninstall onnxruntime && pip install 'clsx[onnxruntime-gpu]'"
+            )
+        chain: list[str | tuple[str, dict[str, Any]]] = []
+        if kind == "tensorrt":
+            trt_opts: dict[str, Any] = {"device_id": idx}
+            if self._trt_cache_dir is not None:
+                trt_opts.update(trt_engine_cache_enable=True, trt_engine_cache_path=str(self._trt_cache_dir))
+            chain.append((TRT, trt_opts))
+        chain.append((CUDA, {"device_id": idx}))
+        chain.append(CPU)
+        return chain
+
+    def session_options(self, ort: Any) -> Any:
+        """Throughput settings for CPU: one intra-op thread per core, sequential graph execution."""
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        so.intra_op_num_threads = self.threads or cpu_cores()
+        so.inter_op_num_threads = 1
+        so.log_severity_level = 3  # errors only; clsx reports provider fallbacks itself
+        if self.spin is not None:
+            so.add_session_config_entry("session.intra_op.allow_spinning", "1" if self.spin else "0")
+        return so
+
+    def activate_impl(self) -> None:
+        ort = require("onnxruntime", purpose="running .onnx files")
+        chain = self.providers_for_device(ort.get_available_providers())
+        self._requested = [p if isinstance(p, str) else p[0] for p in chain]
+        try:
+            session = ort.InferenceSession(str(self.target), sess_options=self.session_options(ort), providers=chain)
+        except Exception as exc:  # ORT raises its own Fail/InvalidGraph/... types
+            from clsx.errors import ClsxError
+
+            raise ClsxError(f"{self.target}: ONNX Runtime cannot load it ({type(exc).__name__}: {str(exc).strip().splitlines()[0]})") from None
+        loaded = session.get_providers()
+        dropped = [p for p in self._requested if p not in loaded and p != CPU]
+        if dropped:
+            log.warning(
+                "ONNX Runtime could not load %s and fell back to %s (check the GPU, CUDA/cuDNN/TensorRT libraries)",
+                ", ".join(dropped),
+                ", ".join(loaded),
+            )
+        self._session = session
+        inp, out = session.get_inputs()[0], session.get_outputs()[0]
+        self._in_name, self._out_name = inp.name, out.name
+        self._in_dtype = {"tensor(float16)": np.float16, "tensor(double)": np.float64}.get(inp.type, np.float32)
+
+    def deactivate_impl(self) -> None:
+        self._session = None
+
+    @property
+    def providers(self) -> list[str]:
+        """Execution providers that actually loaded (activates the session)."""
+        self.activate()
+        return list(self._session.get_providers())
+
+    def batch_bounds(self) -> tuple[int, int | None]:
+        dim = self._session.get_inputs()[0].shape[0] if self._session is not None else None
+        return (dim, dim) if isinstance(dim, int) and dim > 0 else (1, None)
+
+    def run_impl(self, batch: np.ndarray) -> np.ndarray:
+        if self._in_dtype != np.float32:
+            batch = batch.astype(self._in_dtype)
+        return self._session.run([self._out_name], {self._in_name: batch})[0]
+
+    def describe_impl(self) -> str:
+        import onnxruntime as ort
+
+        loaded = self._session.get_providers()
+        note = ""
+        dropped = [p for p in self._requested if p not in loaded and p != CPU]
+        if dropped:
+            note = f" (requested {', '.join(dropped)}: did not load)"
+        threads = self.threads or cpu_cores()
+        return f"onnxruntime {ort.__version__}, {self.target.name}, providers {', '.join(loaded)}{note}, {threads} intra-op threads"
+
+
+def _info(arg: Any) -> TensorInfo:
+    shape = tuple(d if isinstance(d, (int, str)) else "?" for d in (arg.shape or ()))
+    return TensorInfo(arg.name, shape, _ORT_DTYPES.get(arg.type, arg.type))
