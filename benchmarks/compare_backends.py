@@ -43,6 +43,10 @@ from pathlib import Path
 from typing import Any
 
 
+# Measure the clsx of this checkout, not whichever clsx happens to be installed.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
 def log(msg: str) -> None:
     print(f"[compare_backends] {msg}", file=sys.stderr, flush=True)
 
@@ -206,7 +210,8 @@ def main() -> None:
 
     out["load_average"] = {"before": round(load_before, 1), "after": round(os.getloadavg()[0], 1)}
     out["wall_s"] = time.perf_counter() - t_start
-    out["versions"] = {"torch": torch.__version__, "onnxruntime": onnxruntime.__version__, "clsx": clsx.__version__}
+    out["versions"] = {"torch": torch.__version__, "onnxruntime": onnxruntime.__version__, "clsx": clsx.__version__,
+                       "clsx_from": str(Path(clsx.__file__).parent)}
     text = render(out, args, n_views, batches)
     print(text)
     if args.out:
@@ -225,7 +230,7 @@ def render(out: dict[str, Any], args: argparse.Namespace, n_views: int, batches:
         f"{m['os']}, Python {m['python']}; shared with other jobs: 1-minute load average {out['load_average']['before']} before, "
         f"{out['load_average']['after']} after",
         f"- software: torch {out['versions']['torch']} ({out['torch_threads']} threads), onnxruntime {out['versions']['onnxruntime']} "
-        f"(CPU provider, one intra-op thread per core), clsx {out['versions']['clsx']}",
+        f"(CPU provider, one intra-op thread per core), clsx {out['versions']['clsx']} (this checkout)",
         f"- images: {n_views} JPEG views of the 17 sample photos (shorter side 320 px); INT8 calibrated on {args.calib_num} views of "
         "every other photo (MinMax, symmetric per-channel Q/DQ)",
         f"- model-only: `Runtime.run` on ready tensors, {args.seconds:g} s per artifact and batch size over {args.rounds} interleaved "

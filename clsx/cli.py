@@ -326,6 +326,22 @@ def export_cmd(
     no_verify: Annotated[bool, typer.Option("--no-verify", help="Skip the ONNX Runtime check against torch (onnx.checker still runs).")] = False,
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing outputs.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout instead of the file paths.")] = False,
+    int8: Annotated[bool, typer.Option("--int8", help="Also INT8-calibrate the FP32 graph on --calib-dir (Q/DQ, <stem>.int8.onnx).")] = False,
+    calib_dir: Annotated[Optional[Path], typer.Option("--calib-dir", help="Calibration images for --int8.")] = None,
+    calib_method: Annotated[str, typer.Option("--calib-method", help="minmax, entropy or percentile (with --int8).")] = "minmax",
+    calib_num: Annotated[int, typer.Option("--calib-num", min=1, help="Calibration images to sample (with --int8).")] = 512,
+    engine: Annotated[bool, typer.Option("--engine", help="Also compile a TensorRT engine from the final graph (INT8 > FP16 > FP32).")] = False,
+    target: TargetOpt = "auto",
+    min_batch: MinBatchOpt = 1,
+    opt_batch: OptBatchOpt = 8,
+    engine_max_batch: Annotated[int, typer.Option("--engine-max-batch", min=1, help="Largest batch of the engine's profile.")] = 32,
+    workspace: WorkspaceOpt = None,
+    timing_cache: TimingCacheOpt = None,
+    opt_level: OptLevelOpt = None,
+    hardware_compat: HardwareCompatOpt = "none",
+    version_compatible: VersionCompatOpt = False,
+    compute_capability: ComputeCapOpt = None,
+    legacy_weak_typing: LegacyWeakOpt = False,
 ) -> None:
     """Export a model to ONNX (dynamic batch), verified on the spot against torch; metadata inside.
 
@@ -335,16 +351,33 @@ def export_cmd(
     from clsx.exporter.onnx_export import export_onnx, preflight
     from clsx.zoo import build, resolve
 
+    if int8 and calib_dir is None:
+        raise typer.BadParameter("--int8 needs --calib-dir IMAGES", param_hint="--calib-dir")
     preflight(resolve(model).name, out, opset=opset, batch=batch, max_batch=max_batch, fp16=fp16, force=force)
     loaded = build(model, weights=weights, pretrained=pretrained, num_classes=num_classes, labels=labels,
                    preprocess=preprocess_overrides(input_size, mean, std, interpolation, crop_pct))
     res = export_onnx(loaded, out, opset=opset, batch=batch, max_batch=max_batch, fp16=fp16, verify=not no_verify, force=force)
+    written = [res.fp32_path] + ([res.fp16_path] if res.fp16_path is not None else [])
+    summary = res.to_dict()
+    if int8:
+        from clsx.calib import calibrate
+
+        cal = calibrate(res.fp32_path, calib_dir, method=calib_method, num=calib_num, force=force)
+        written.append(cal.path)
+        summary["int8"] = {"path": str(cal.path), **cal.metadata["calibration"]}
+    if engine:
+        from clsx.runtimes.tensorrt_build import build_engine
+
+        built = build_engine(written[-1], force=force, **build_options(
+            target, min_batch, opt_batch, engine_max_batch, workspace, timing_cache, opt_level,
+            hardware_compat, version_compatible, compute_capability, legacy_weak_typing))
+        written.append(built.path)
+        summary["engine"] = {"path": str(built.path), **built.metadata["tensorrt"]}
     if as_json:
-        typer.echo(json.dumps(res.to_dict(), indent=2))
+        typer.echo(json.dumps(summary, indent=2, default=str))
         return
-    typer.echo(str(res.fp32_path))
-    if res.fp16_path is not None:
-        typer.echo(str(res.fp16_path))
+    for path in written:
+        typer.echo(str(path))
 
 
 @app.command("info")

@@ -544,7 +544,8 @@ def _run_one(art: _Artifact, loaded: list[tuple[np.ndarray | None, str | None]],
 def _flip(path: str, ref_row: np.ndarray, cand_row: np.ndarray, ref_spec: ModelSpec, cand_spec: ModelSpec) -> Flip:
     pr, pc = softmax(ref_row[None])[0], softmax(cand_row[None])[0]
     ri, ci = int(np.argmax(ref_row)), int(np.argmax(cand_row))
-    rank = int((cand_row > cand_row[ri]).sum()) + 1
+    order = np.argsort(-cand_row, kind="stable")  # the ordering compare() uses: ties go to the lower index
+    rank = int(np.flatnonzero(order == ri)[0]) + 1
     return Flip(path, ri, _label(ref_spec, ri), float(pr[ri]), ci, _label(cand_spec, ci), float(pc[ci]), rank)
 
 

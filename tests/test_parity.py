@@ -209,6 +209,20 @@ def test_preprocess_differences_and_guarded_runs(tiny_onnx):
         run_guarded(rt, x[:, :, :16])
 
 
+def test_flip_ranks_follow_the_order_compare_uses():
+    """INT8 logits tie exactly; the lower class index wins, as in clsx.agreement.compare."""
+    from clsx.agreement import compare
+    from clsx.parity import _flip
+    from clsx.spec import ModelSpec
+
+    spec = ModelSpec(name="m", source="custom", num_classes=3, labels=("a", "b", "c"))
+    ref, cand = np.array([[0.0, 1.0, 2.0]]), np.array([[0.0, 1.5, 1.5]])
+    assert compare(ref, cand, topk=2).flips == (0,)
+    f = _flip("x.jpg", ref[0], cand[0], spec, spec)
+    assert (f.ref_index, f.ref_label, f.cand_index, f.cand_label, f.ref_rank) == (2, "c", 1, "b", 2)
+    assert f.cand_prob == pytest.approx(np.exp(1.5) / (1 + 2 * np.exp(1.5)))
+
+
 # ---------------------------------------------------------------------------------------------
 # The command
 
