@@ -23,6 +23,13 @@ Tolerances (see :data:`FP32_VS_TORCH`, :data:`FP16_VS_FP32`)
     99% (FP16). Random-weight networks give near-uniform logits, so their top-k order is noise and
     is reported, never gated.
 
+When an input set misses the logit tolerance, the check asks whether the reference itself can be
+trusted there: it recomputes that set with the torch model in float64. Random-weight networks fed
+random noise can be numerically chaotic (torch's own FP32 result can sit 2 % away from the float64
+one); the ONNX graph then passes that set if it is at most :data:`FP64_FACTOR` times as far from
+the float64 result as torch's FP32 result is, provided torch's own error stays below
+:data:`MAX_REFERENCE_ERROR` of the logit scale. The figures are recorded either way.
+
 A failed check says which figure missed and the tolerance that would have been needed.
 """
 
@@ -68,6 +75,10 @@ class Tolerance:
 
 FP32_VS_TORCH = Tolerance(rel=1e-3, min_top1=1.0)
 FP16_VS_FP32 = Tolerance(rel=2.5e-2, min_top1=0.99)
+#: an ONNX graph may be this many times as far from the float64 result as torch's FP32 result is
+FP64_FACTOR = 2.0
+#: ... as long as torch's own FP32 error stays below this fraction of the logit scale
+MAX_REFERENCE_ERROR = 0.1
 
 
 @dataclass(frozen=True)
@@ -209,6 +220,33 @@ def torch_logits(module: "nn.Module", probe: Probe) -> dict[str, np.ndarray]:
     return {k: run_chunked(fn, v, probe.chunk, probe.pad) for k, v in probe.sets().items()}
 
 
+def torch_fp64_logits(module: "nn.Module", probe: Probe, sets: Sequence[str]) -> dict[str, np.ndarray]:
+    """The torch model in float64 on the named input sets (a copy: the caller's model is untouched).
+    Empty when the model cannot run in float64."""
+    import copy
+
+    import torch
+
+    try:
+        m64 = copy.deepcopy(module).double().eval()
+    except Exception as exc:  # deepcopy or .double() unsupported by some module
+        log.debug("no float64 reference: %s", exc)
+        return {}
+
+    def fn(x: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return m64(torch.from_numpy(np.array(x, dtype=np.float64))).double().numpy()
+
+    out: dict[str, np.ndarray] = {}
+    inputs = probe.sets()
+    for name in sets:
+        try:
+            out[name] = run_chunked(fn, inputs[name], probe.chunk, probe.pad)
+        except Exception as exc:
+            log.debug("no float64 reference for %s: %s", name, exc)
+    return out
+
+
 class OrtRunner:
     """An ONNX Runtime CPU session over serialized model bytes (nothing touches the disk)."""
 
@@ -262,6 +300,8 @@ class Verification:
     top5: float | None = None  # reference top-1 within the candidate's top-5, on photos
     top5_overlap: float | None = None  # mean Jaccard overlap of the top-5 sets, on photos
     flips: list[str] = field(default_factory=list)  # photos whose top-1 differs
+    fp64_check: dict[str, dict[str, float]] = field(default_factory=dict)  # set -> distances to the float64 result
+    missed_sets: list[str] = field(default_factory=list)  # input sets outside the logit tolerance
     agreement_gated: bool = False  # real weights: top-1 agreement is part of the verdict
     min_top1: float = 1.0
     passed: bool = False
@@ -293,9 +333,22 @@ class Verification:
         return ", ".join(parts) + f" -> {verdict}"
 
 
+def _within_fp64_noise(v: Verification, name: str, ref: np.ndarray, cand: np.ndarray,
+                       exact: dict[str, np.ndarray] | None, tol: float, scale: float) -> bool:
+    """True when ``cand`` is as trustworthy as ``ref`` itself, judged against the float64 result."""
+    if not exact or name not in exact or not np.all(np.isfinite(cand)) or not np.all(np.isfinite(exact[name])):
+        return False
+    ref_err = float(np.abs(ref.astype(np.float64) - exact[name]).max())
+    cand_err = float(np.abs(cand.astype(np.float64) - exact[name]).max())
+    v.fp64_check[name] = {"reference_vs_fp64": ref_err, "candidate_vs_fp64": cand_err}
+    return ref_err <= MAX_REFERENCE_ERROR * scale and cand_err <= max(tol, FP64_FACTOR * ref_err)
+
+
 def compare(ref: dict[str, np.ndarray], cand: dict[str, np.ndarray], *, tolerance: Tolerance, real_weights: bool,
-            reference: str, candidate: str, photo_names: Sequence[str] = ()) -> Verification:
-    """Judge ``cand`` against ``ref`` (both: input set name -> logits) with ``tolerance``."""
+            reference: str, candidate: str, photo_names: Sequence[str] = (),
+            exact: dict[str, np.ndarray] | None = None) -> Verification:
+    """Judge ``cand`` against ``ref`` (both: input set name -> logits) with ``tolerance``; ``exact``
+    (set name -> float64 logits of the same model) arbitrates sets that miss it (module docstring)."""
     from clsx.agreement import compare as agreement
 
     v = Verification(reference=reference, candidate=candidate, rel_tolerance=tolerance.rel,
@@ -315,12 +368,16 @@ def compare(ref: dict[str, np.ndarray], cand: dict[str, np.ndarray], *, toleranc
         setattr(v, f"{name}_logit_scale", scale)
         setattr(v, name, len(r))
         worst, needed = max(worst, diff), max(needed, diff / scale)
-        if not diff <= tolerance.rel * scale:
+        if not diff <= tolerance.rel * scale and not _within_fp64_noise(v, name, r, c, exact, tolerance.rel * scale, scale):
             what = "non-finite logits" if not np.isfinite(diff) else f"max |Δlogit| {diff:.3g}"
+            noise = v.fp64_check.get(name)
+            why = (f"; vs float64: torch fp32 {noise['reference_vs_fp64']:.3g}, candidate {noise['candidate_vs_fp64']:.3g}"
+                   if noise else "")
             v.reasons.append(
                 f"{name}: {what} > tolerance {tolerance.rel * scale:.3g} "
-                f"(= {tolerance.rel:g} x logit scale {scale:.3g}; would need rel {diff / scale:.2g})"
+                f"(= {tolerance.rel:g} x logit scale {scale:.3g}; would need rel {diff / scale:.2g}{why})"
             )
+            v.missed_sets.append(name)
         if name == "photos" and np.all(np.isfinite(c)):
             a = agreement(r, c, topk=5)
             v.top1, v.top5, v.top5_overlap = a.top1, a.ref_top1_in_topk, a.topk_jaccard
