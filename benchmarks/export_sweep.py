@@ -53,6 +53,7 @@ from torch import nn
 from clsx import zoo, samples
 from clsx.exporter import export_onnx
 from clsx.preprocess import preprocess_batch
+from clsx.errors import SpecError
 from clsx.spec import PreprocessOverrides
 
 name, folder, photos, size = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
@@ -86,14 +87,20 @@ def realistic(module, pre):
 try:
     torch.manual_seed(0)
     overrides = PreprocessOverrides(input_size=(3, size, size)) if size else None
-    loaded = zoo.build(name, preprocess=overrides)
+    try:
+        loaded = zoo.build(name, preprocess=overrides)
+    except SpecError as exc:  # e.g. attention blocks built for one size: use the model's own size
+        if overrides is None:
+            raise
+        loaded = zoo.build(name)
+        row["note"] = f"native size: {str(exc).split(';')[0]}"
     pre = loaded.spec.preprocess
     row.update(input="x".join(map(str, pre.input_size)), params=sum(p.numel() for p in loaded.module.parameters()))
     try:
         redrawn, bns = realistic(loaded.module, pre)
         row.update(redrawn_zero=redrawn, bn_recalibrated=bns)
     except Exception as exc:
-        row["note"] = f"weights left as initialised ({type(exc).__name__})"
+        row["note"] = (row.get("note", "") + f"; weights left as initialised ({type(exc).__name__})").lstrip("; ")
     tb = time.perf_counter()
     res = export_onnx(loaded, f"{folder}/model.onnx", verify=True, verify_photos=photos, force=True)
     v = res.verification or {}
@@ -271,6 +278,8 @@ def render(rows: list[dict], out: Path, plan: list[tuple[str, int, str]]) -> Non
     for r in ordered:
         params = f"{r['params'] / 1e6:.1f}M" if r.get("params") else "-"
         reason = r.get("reason", "") or (f"dynamo failed, TorchScript used: {r['fallback']}" if r.get("fallback") else "")
+        if r.get("note"):
+            reason = f"{reason}; {r['note']}".lstrip("; ")
         reason = reason.replace("|", "/").replace("\n", " ")
         lines.append(
             f"| {r['model']} | {family.get(r['model'], 'torchvision' if r['model'].startswith('tv:') else '-')} | {params} | "

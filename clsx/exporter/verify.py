@@ -322,6 +322,10 @@ class Verification:
             sets.append(f"{self.photos} photos {self.photos_max_abs_diff:.3g} (tolerance {self.rel_tolerance * self.photos_logit_scale:.3g})")
         if self.random:
             sets.append(f"{self.random} random {self.random_max_abs_diff:.3g} (tolerance {self.rel_tolerance * self.random_logit_scale:.3g})")
+        for name, d in self.fp64_check.items():
+            if name not in self.missed_sets:
+                sets.append(f"{name}: accepted against float64, where torch fp32 is {d['reference_vs_fp64']:.3g} off "
+                            f"and the candidate {d['candidate_vs_fp64']:.3g}")
         parts.append("[" + "; ".join(sets) + "]")
         if self.top1 is not None:
             n = self.photos

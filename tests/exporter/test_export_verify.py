@@ -59,6 +59,26 @@ def test_agreement_is_gated_for_real_weights_only():
     assert not v.passed and "top-1 agreement" in v.reasons[0] and "p2.png" in v.reasons[0]
 
 
+def test_float64_arbitrates_an_ill_conditioned_reference():
+    rng = np.random.default_rng(3)
+    exact = {"random": rng.standard_normal((2, 10)) * 100}
+    torch_noise = rng.standard_normal((2, 10)) * 2  # torch's own FP32 result is ~2 % off the exact one
+    ref = {"random": (exact["random"] + torch_noise).astype(np.float32)}
+    close = {"random": (exact["random"] - torch_noise).astype(np.float32)}  # as far from exact as torch is
+    far = {"random": (exact["random"] + 10 * torch_noise).astype(np.float32)}
+    assert not _judge(ref, close).passed  # 4 % apart: outside 1e-3 without the float64 arbiter
+    v = compare(ref, close, tolerance=FP32_VS_TORCH, real_weights=False, reference="r", candidate="c", exact=exact)
+    assert v.passed and v.missed_sets == [] and "accepted against float64" in v.summary()
+    assert v.fp64_check["random"]["candidate_vs_fp64"] <= 2 * v.fp64_check["random"]["reference_vs_fp64"]
+    v = compare(ref, far, tolerance=FP32_VS_TORCH, real_weights=False, reference="r", candidate="c", exact=exact)
+    assert not v.passed and v.missed_sets == ["random"] and "vs float64" in v.reasons[0]
+    chaotic = {"random": (exact["random"] + 30 * torch_noise).astype(np.float32)}  # torch itself is garbage here
+    v = compare(chaotic, chaotic, tolerance=FP32_VS_TORCH, real_weights=False, reference="r", candidate="c", exact=exact)
+    assert v.passed  # identical to the reference: nothing to arbitrate
+    v = compare(chaotic, ref, tolerance=FP32_VS_TORCH, real_weights=False, reference="r", candidate="c", exact=exact)
+    assert not v.passed  # torch's own error is above 10 % of the scale: no relief
+
+
 def test_non_finite_outputs_fail():
     ref = _logits()
     cand = {k: a.copy() for k, a in ref.items()}
