@@ -19,6 +19,7 @@ Document (schema 1)::
       "calibration": {...} | null,          # INT8: method, images, agreement figures
       "tensorrt": {...} | null,             # flavour, version, compute capabilities, profile shapes
       "verification": {...} | null          # what was checked when the artifact was written
+      "external_data": {"file", "bytes", "sha256"}  # only an ONNX graph of 2 GiB or more: its weights file beside it
     }
 
 Readers accept any document whose ``schema_version`` is not newer than :data:`SCHEMA_VERSION`.

@@ -38,13 +38,16 @@ from clsx.exporter.artifacts import (
     ExportError,
     ExportResult,
     check_writable,
+    commit,
     failed_path_for,
     fp16_path_for,
+    infer_shapes,
     refuse_existing,
     remove_quietly,
-    serialize,
-    sha256_bytes,
-    write_onnx,
+    runnable,
+    sha256_file,
+    stage,
+    staging_folder,
 )
 
 if TYPE_CHECKING:
@@ -91,24 +94,28 @@ def name_nodes(graph: Any) -> None:
 
 
 def activation_ranges(model: "onnx.ModelProto", x: np.ndarray, chunk: int | None, pad: bool) -> dict[str, float]:
-    """Max |value| of every float tensor of ``model`` (inputs and intermediates) over ``x``."""
-    import onnx
+    """Max |value| of every float tensor of ``model`` (inputs and intermediates) over ``x``
+    (``model`` is unchanged afterwards)."""
     import onnxruntime as ort
 
     from clsx.exporter.verify import run_chunked
 
-    probe = onnx.ModelProto()
-    probe.CopyFrom(model)
-    inferred = onnx.shape_inference.infer_shapes(probe)
+    inferred = infer_shapes(model)
     float_values = [vi for vi in inferred.graph.value_info if vi.type.tensor_type.elem_type == FLOAT]
-    existing = {o.name for o in probe.graph.output}
-    for vi in float_values:
-        if vi.name not in existing:
-            probe.graph.output.append(vi)
+    del inferred
     so = ort.SessionOptions()
     so.log_severity_level = 3
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # measure the graph as written
-    session = ort.InferenceSession(serialize(probe), so, providers=["CPUExecutionProvider"])
+    # expose every float tensor as an output of ``model`` itself for the session (no copy of the
+    # weights, which matters at 2 GiB), then take the extra outputs away again
+    n_outputs = len(model.graph.output)
+    existing = {o.name for o in model.graph.output}
+    model.graph.output.extend(vi for vi in float_values if vi.name not in existing)
+    try:
+        with runnable(model) as source:  # bytes, or a path for a graph of 2 GiB or more
+            session = ort.InferenceSession(source, so, providers=["CPUExecutionProvider"])
+    finally:
+        del model.graph.output[n_outputs:]
     names = [o.name for o in session.get_outputs()]
     in_name = session.get_inputs()[0].name
     ranges: dict[str, float] = {in_name: float(np.abs(x).max()) if x.size else 0.0}
@@ -132,8 +139,11 @@ def nodes_to_keep_fp32(model: "onnx.ModelProto", ranges: Mapping[str, float], li
     big = set()
     for init in model.graph.initializer:
         if init.data_type == FLOAT and init.dims and np.prod(init.dims) > 0:
-            if float(np.abs(numpy_helper.to_array(init)).max()) > FP16_MAX:
+            # max and min instead of abs(): no temporary copy of a weight tensor (large at 2 GiB)
+            w = np.frombuffer(init.raw_data, np.float32) if init.raw_data else numpy_helper.to_array(init)
+            if max(float(w.max()), -float(w.min())) > FP16_MAX or not np.isfinite(w.max() - w.min()):
                 big.add(init.name)
+            del w
     by_range, by_weight = [], []
     for node in model.graph.node:
         if any(t in hot for t in (*node.input, *node.output) if t):
@@ -209,14 +219,19 @@ def _keep_io_float(graph: Any) -> int:
 
 
 def to_fp16(model: "onnx.ModelProto", calib: np.ndarray | None, *, chunk: int | None = 2, pad: bool = False,
-            limit: float = FP16_ACTIVATION_LIMIT) -> tuple["onnx.ModelProto", dict[str, Any]]:
-    """The FP16 version of ``model`` (not modified) and a report of what stayed FP32 and why."""
+            limit: float = FP16_ACTIVATION_LIMIT, inplace: bool = False) -> tuple["onnx.ModelProto", dict[str, Any]]:
+    """The FP16 version of ``model`` and a report of what stayed FP32 and why. ``model`` is copied
+    first unless ``inplace`` (then it is converted itself: the exporter's own copy, which saves
+    holding the weights twice for a graph of 2 GiB)."""
     import onnx
     from onnxconverter_common import __version__ as occ_version
     from onnxconverter_common.float16 import convert_float_to_float16
 
-    src = onnx.ModelProto()
-    src.CopyFrom(model)
+    if inplace:
+        src = model
+    else:
+        src = onnx.ModelProto()
+        src.CopyFrom(model)
     del src.metadata_props[:]
     name_nodes(src.graph)
     # value_info entries for initializers would be flipped to float16 by the converter while a kept-FP32
@@ -232,12 +247,19 @@ def to_fp16(model: "onnx.ModelProto", calib: np.ndarray | None, *, chunk: int | 
     node_block = set(by_range) | set(by_weight)
     _split_shared_initializers(src.graph, node_block, set(op_block))
     original_casts = {n.name for n in src.graph.node if n.op_type == "Cast"}
+    n_nodes = len(src.graph.node)
+    kept_by_op = sum(1 for n in src.graph.node if n.op_type in op_block)
+    # the converter's own shape inference serializes the model, which fails at 2 GiB: infer here
+    # (the converter then works on ``src`` in place, our copy)
+    known = {vi.name for vi in src.graph.value_info}
+    src.graph.value_info.extend(vi for vi in infer_shapes(src).graph.value_info if vi.name not in known)
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         out = convert_float_to_float16(
             src, keep_io_types=True, op_block_list=op_block, node_block_list=sorted(node_block),
             max_finite_val=FP16_MAX, min_positive_val=float(np.finfo(np.float16).smallest_subnormal),
+            disable_shape_infer=True,
         )
     clamped = sum("truncated" in str(w.message) for w in caught)
     retargeted = 0
@@ -248,13 +270,12 @@ def to_fp16(model: "onnx.ModelProto", calib: np.ndarray | None, *, chunk: int | 
                     attr.i = FLOAT16
                     retargeted += 1
     io_fixed = _keep_io_float(out.graph)
-    kept_by_op = sum(1 for n in src.graph.node if n.op_type in op_block)
     report = {
         "converter": f"onnxconverter-common {occ_version} float16 (keep_io_types=True)",
         "op_block_list": op_block,
         "activation_limit": limit,
         "range_images": 0 if calib is None else int(len(calib)),
-        "nodes": len(src.graph.node),
+        "nodes": n_nodes,
         "nodes_fp32_by_op": kept_by_op,
         "nodes_fp32_by_range": sorted(by_range),
         "nodes_fp32_by_weight_range": sorted(by_weight),
@@ -265,7 +286,7 @@ def to_fp16(model: "onnx.ModelProto", calib: np.ndarray | None, *, chunk: int | 
     }
     log.info(
         "fp16: %d of %d nodes kept in FP32 (%d by op type, %d by activation range > %g on %d photos, %d by weight range)",
-        kept_by_op + len(node_block), len(src.graph.node), kept_by_op, len(by_range), limit, report["range_images"], len(by_weight),
+        kept_by_op + len(node_block), n_nodes, kept_by_op, len(by_range), limit, report["range_images"], len(by_weight),
     )
     return out, report
 
@@ -276,10 +297,11 @@ def to_fp16(model: "onnx.ModelProto", calib: np.ndarray | None, *, chunk: int | 
 
 def fp16_from_fp32(
     fp32_model: "onnx.ModelProto",
-    fp32_file: bytes,
+    parent_sha256: str,
     fp32_doc: Mapping[str, Any],
     dst: Path,
     *,
+    fp32_source: "bytes | str | None" = None,
     verify: bool = True,
     probe: "Probe | None" = None,
     fp32_logits: dict[str, np.ndarray] | None = None,
@@ -288,7 +310,10 @@ def fp16_from_fp32(
 ) -> ExportResult:
     """Convert, verify against the FP32 graph on ORT (reusing its logits when given) and write ``dst``.
 
-    ``fp32_file`` is the FP32 file's content: its sha256 becomes ``parent_sha256``."""
+    ``fp32_model`` has its weights loaded and is converted in place; ``parent_sha256`` is the FP32 file's sha256;
+    ``fp32_source`` (its bytes or path) is what ONNX Runtime runs when ``fp32_logits`` is not given.
+    The FP16 graph is half the size of the FP32 one, so an FP32 graph with external data usually
+    gives a self-contained FP16 file; one still at 2 GiB or more gets its own ``<dst>.data``."""
     from clsx.exporter.verify import Verification, check_graph, default_photos, make_probe
     from clsx.metadata import make_document, spec_of
 
@@ -302,42 +327,44 @@ def fp16_from_fp32(
         probe = make_probe(spec.preprocess, static_batch=static, max_batch=batch.get("max"),
                            photos=verify_photos if verify else RANGE_PHOTOS)
     calib = probe.photos[:RANGE_PHOTOS] if len(probe.photos) else probe.random
-    model16, report = to_fp16(fp32_model, calib, chunk=static or 2, pad=static is not None)
-    base16 = serialize(model16)
-    del model16
+    model16, report = to_fp16(fp32_model, calib, chunk=static or 2, pad=static is not None, inplace=True)
+    del fp32_model
 
-    verification: Verification | None = None
-    problem = check_graph(base16)
-    if problem:
-        verification = Verification(reference="onnx fp32", candidate="onnx fp16", reasons=[f"onnx.checker: {problem}"])
-        log.error("verification: %s", verification.reasons[0])
-    elif verify:
-        verification = _verify_fp16(base16, fp32_file, probe, fp32_logits, real_weights=spec.weights != "random")
+    with staging_folder(dst) as workdir:
+        staged = stage(model16, workdir)
+        del model16
+        verification: Verification | None = None
+        problem = check_graph(staged.source)
+        if problem:
+            verification = Verification(reference="onnx fp32", candidate="onnx fp16", reasons=[f"onnx.checker: {problem}"])
+            log.error("verification: %s", verification.reasons[0])
+        elif verify:
+            verification = _verify_fp16(staged.source, fp32_source, probe, fp32_logits, real_weights=spec.weights != "random")
 
-    producer = dict(fp32_doc.get("producer", {}))
-    producer["fp16"] = report
-    doc = make_document(
-        spec, artifact="onnx", precision="fp16", inputs=list(fp32_doc["inputs"]), outputs=list(fp32_doc["outputs"]),
-        parent_sha256=sha256_bytes(fp32_file), producer=producer,
-        verification=verification.to_dict() if verification else None,
-    )
-    if verification is not None and not verification.passed:
-        failed = failed_path_for(dst)
-        write_onnx(failed, base16, doc)
-        raise GateFailedError(
-            f"FP16 verification failed for {spec.ref} ({'; '.join(verification.reasons)}); "
-            f"the graph was kept as {failed} for inspection"
+        producer = dict(fp32_doc.get("producer", {}))
+        producer["fp16"] = report
+        doc = make_document(
+            spec, artifact="onnx", precision="fp16", inputs=list(fp32_doc["inputs"]), outputs=list(fp32_doc["outputs"]),
+            parent_sha256=parent_sha256, producer=producer,
+            verification=verification.to_dict() if verification else None, **staged.sections(),
         )
-    data, sha = write_onnx(dst, base16, doc)
+        if verification is not None and not verification.passed:
+            failed = failed_path_for(dst)
+            commit(staged, failed, doc)
+            raise GateFailedError(
+                f"FP16 verification failed for {spec.ref} ({'; '.join(verification.reasons)}); "
+                f"the graph was kept as {failed} for inspection"
+            )
+        written = commit(staged, dst, doc)
     remove_quietly(failed_path_for(dst))
-    log.info("wrote %s (%.1f MB, sha256 %s)", dst, len(data) / 1e6, sha[:12])
+    log.info("wrote %s (%s, sha256 %s)", dst, staged.describe(dst), written.sha256[:12])
     return ExportResult(
-        path=dst, fp32_path=None, metadata=doc, exporter=str(producer.get("exporter", "")),
-        verification=doc["verification"], seconds=time.perf_counter() - t0, fp16_path=dst, sha256=sha,
+        path=dst, fp32_path=None, metadata=written.doc, exporter=str(producer.get("exporter", "")),
+        verification=written.doc["verification"], seconds=time.perf_counter() - t0, fp16_path=dst, sha256=written.sha256,
     )
 
 
-def _verify_fp16(fp16_bytes: bytes, fp32_bytes: bytes, probe: "Probe", fp32_logits: dict | None,
+def _verify_fp16(fp16_model: "bytes | str", fp32_model: "bytes | str | None", probe: "Probe", fp32_logits: dict | None,
                  *, real_weights: bool) -> "Verification":
     """ONNX Runtime: the FP16 graph vs the FP32 graph on the same photos and random input."""
     from clsx.exporter.onnx_export import _first_line
@@ -346,8 +373,10 @@ def _verify_fp16(fp16_bytes: bytes, fp32_bytes: bytes, probe: "Probe", fp32_logi
     t = time.perf_counter()
     try:
         if fp32_logits is None:
-            fp32_logits = OrtRunner(fp32_bytes).logits(probe)
-        runner = OrtRunner(fp16_bytes)
+            if fp32_model is None:
+                raise ValueError("neither the FP32 graph nor its logits were given")
+            fp32_logits = OrtRunner(fp32_model).logits(probe)
+        runner = OrtRunner(fp16_model)
         got = runner.logits(probe)
     except Exception as exc:  # ORT refuses or crashes on the graph
         v = Verification(reference="onnx fp32", candidate="onnx fp16",
@@ -390,14 +419,13 @@ def convert_fp16(
         raise ExportError(f"cannot write {out}: the output must be a .onnx file or an existing folder")
     check_writable(out)
     refuse_existing([out], force=force)
-    data = src.read_bytes()
     try:
-        model = onnx.load_from_string(data)
+        model = onnx.load(str(src))  # weights in <src>.data (a graph of 2 GiB or more) are read too
     except Exception as exc:
-        raise MetadataError(f"{src}: not a readable ONNX file ({type(exc).__name__})") from None
-    if model.graph.initializer and any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer):
-        raise ExportError(f"{src} keeps its weights in external data files; clsx converts self-contained ONNX files only")
-    res = fp16_from_fp32(model, data, doc, out, verify=verify, verify_photos=verify_photos, t0=t0)
+        raise MetadataError(f"{src}: not a readable ONNX file, or its external data is missing ({type(exc).__name__}: "
+                            f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''})") from None
+    res = fp16_from_fp32(model, sha256_file(src), doc, out, fp32_source=str(src), verify=verify,
+                         verify_photos=verify_photos, t0=t0)
     return ExportResult(
         path=res.path, fp32_path=src, metadata=res.metadata, exporter=res.exporter, verification=res.verification,
         seconds=time.perf_counter() - t0, fp16_path=res.path, sha256=res.sha256,

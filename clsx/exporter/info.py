@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 _KNOWN = {"schema_version", "clsx_version", "artifact", "precision", "model", "inputs", "outputs",
-          "parent_sha256", "producer", "verification"}
+          "parent_sha256", "producer", "verification", "external_data"}
 
 
 def _shape(entry: Mapping[str, Any]) -> str:
@@ -40,6 +40,9 @@ def _verification(v: Mapping[str, Any] | None) -> str:
     if v.get("top1") is not None:
         parts.append(f"top-1 {float(v['top1']):.0%}, top-5 {float(v.get('top5') or 0):.0%}"
                      + ("" if v.get("agreement_gated") else " (not gated: random weights)"))
+    for name, how in (v.get("criteria") or {}).items():
+        if how != "tolerance":
+            parts.append(f"{name} accepted against float64 ({how})")
     if v.get("reasons"):
         parts.append("; ".join(v["reasons"]))
     return ", ".join(parts)
@@ -53,6 +56,14 @@ def describe(path: str | Path, doc: Mapping[str, Any]) -> str:
     labels = model.get("labels")
     rows: list[tuple[str, str]] = [
         ("file", f"{p} ({p.stat().st_size / 1e6:.1f} MB)" if p.exists() else str(p)),
+    ]
+    ext = doc.get("external_data")
+    if ext:
+        data = p.with_name(str(ext.get("file") or p.name + ".data"))
+        state = "present" if data.is_file() else "MISSING"
+        rows.append(("data file", f"external weights: {data.name} beside it ({float(ext.get('bytes', 0)) / 1e9:.2f} GB, "
+                                f"sha256 {str(ext.get('sha256', ''))[:12]}, {state}); the two files travel together"))
+    rows += [
         ("artifact", f"{doc.get('artifact')} {doc.get('precision')} (clsx {doc.get('clsx_version')}, schema {doc.get('schema_version')})"),
         ("model", f"{model.get('ref')} ({model.get('source')}), {model.get('num_classes')} classes"),
         ("weights", str(model.get("weights"))),

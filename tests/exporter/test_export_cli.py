@@ -139,12 +139,17 @@ def test_bad_input_unwritable_output(tmp_path, monkeypatch):
     assert _files(tmp_path) == ["afile"]
 
 
-def test_bad_input_existing_output(tmp_path, monkeypatch):
+@pytest.mark.parametrize("existing,args", [
+    ("resnet18.onnx", []),
+    ("resnet18.onnx.data", []),  # the weights file a graph of 2 GiB or more would write
+    ("resnet18.fp16.onnx", ["--fp16"]),
+])
+def test_bad_input_existing_output(tmp_path, monkeypatch, existing, args):
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "resnet18.onnx").write_bytes(b"mine")
-    line = _one_error_line(runner.invoke(app, ["-q", "export", "resnet18"]))
-    assert "resnet18.onnx already exists; pass --force to overwrite it" in line
-    assert (tmp_path / "resnet18.onnx").read_bytes() == b"mine" and _files(tmp_path) == ["resnet18.onnx"]
+    (tmp_path / existing).write_bytes(b"mine")
+    line = _one_error_line(runner.invoke(app, ["-q", "export", "resnet18", *args]))
+    assert f"{existing} already exists; pass --force to overwrite it" in line
+    assert (tmp_path / existing).read_bytes() == b"mine" and sorted(p.name for p in tmp_path.iterdir()) == [existing]
 
 
 @pytest.mark.parametrize("args,needle", [

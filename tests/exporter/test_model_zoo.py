@@ -1,7 +1,8 @@
 """A fast representative subset of the export sweep (benchmarks/export_sweep.py runs them all).
 
-One model per classic architecture family, random weights, small inputs and 10 classes, verified
-against torch on 3 photos + random input. To keep CI fast they are exported with a fixed batch of 2,
+One model per classic architecture family the issue names (AlexNet, VGG, GoogLeNet, Inception v3,
+ResNet, ResNeXt, Wide-ResNet, DenseNet, MobileNet, EfficientNet, SE-ResNet, a ViT), random weights,
+small inputs and 10 classes, verified against torch on 3 photos + random input. To keep CI fast they are exported with a fixed batch of 2,
 which halves the dynamo exporter's tracing time; the dynamic batch axis is covered by the other
 tests here (resnet18, mobilenet_v3_small, lite0, the user's CIFAR net) and, for every model, by the
 sweep.
@@ -21,7 +22,9 @@ SUBSET = [
     ("tv:vgg11", 32),
     ("tv:googlenet", 64),
     ("tv:inception_v3", 80),  # its stem needs at least 75 px
-    ("tv:resnext50_32x4d", 64),  # the smallest ResNeXt / Wide-ResNet
+    ("tv:resnet18", 32),
+    ("tv:resnext50_32x4d", 64),  # the smallest ResNeXt
+    ("tv:wide_resnet50_2", 32),  # the smallest Wide-ResNet (69 M parameters: the weights, not the graph, cost here)
     ("tv:densenet121", 32),
     ("tv:mobilenet_v3_small", (48, 40)),  # non-square: --input-size reaches the graph
     ("tv:efficientnet_b0", 64),

@@ -173,6 +173,37 @@ def test_verification_failure_keeps_failed_file(tmp_path):
     assert doc["verification"]["passed"] is False and doc["producer"]["exporter"] == "torchscript"
 
 
+def _corrupt_weights(graph):
+    conv = next(t for t in graph.initializer if len(t.dims) == 4)
+    w = onnx.numpy_helper.to_array(conv) * np.float32(1.02)
+    conv.CopyFrom(onnx.numpy_helper.from_array(w, conv.name))
+
+
+def _corrupt_op(graph):
+    node = next(n for n in graph.node if n.op_type == "Relu")
+    node.op_type = "LeakyRelu"
+    node.attribute.append(onnx.helper.make_attribute("alpha", 0.05))
+
+
+@pytest.mark.parametrize("corrupt", [_corrupt_weights, _corrupt_op], ids=["wrong-weights", "wrong-op"])
+def test_a_wrong_graph_fails_even_with_the_float64_arbiter(tmp_path, tiny, monkeypatch, corrupt):
+    real = onnx_export.finalize_io
+
+    def broken(model, spec, plan):
+        real(model, spec, plan)
+        corrupt(model.graph)
+
+    monkeypatch.setattr(onnx_export, "finalize_io", broken)
+    with pytest.raises(GateFailedError, match="photos: max"):
+        export_onnx(tiny, tmp_path / "w.onnx", verify_photos=3)
+    v = read_metadata(tmp_path / "w.FAILED.onnx")["verification"]
+    assert not v["passed"] and "photos" in v["missed_sets"]
+    # float64 was asked, and says torch is exact where the graph is not
+    check = v["fp64_check"]["photos"]
+    assert check["fp32_noise"] < 1e-3 * v["photos_logit_scale"] < check["candidate_vs_fp64"]
+    assert "float64" not in v["criteria"].values()
+
+
 # ---------------------------------------------------------------------------------------------
 # refusals: one clear error, nothing written
 
@@ -228,6 +259,18 @@ def test_model_with_two_outputs_is_refused(tmp_path):
     with pytest.raises(ExportError, match="returns 2 outputs"):
         export_onnx(LoadedModel(TwoHeads().eval(), spec), tmp_path / "two.onnx")
     assert _leftovers(tmp_path) == []
+
+
+def test_exporter_failure_reason_names_its_cause():
+    try:
+        try:
+            raise AssertionError("only 4D query, key, and value are supported")
+        except AssertionError as cause:
+            raise RuntimeError("\x1b[96mThis is step 3/3\x1b[0m of exporting the model to ONNX.\nNext steps: ...") from cause
+    except RuntimeError as exc:
+        line = onnx_export._first_line(exc)
+    assert line == ("RuntimeError: This is step 3/3 of exporting the model to ONNX. "
+                    "(cause: AssertionError: only 4D query, key, and value are supported)")
 
 
 def test_batchnorm_folding_is_exact_enough(resnet18_small):
