@@ -31,6 +31,7 @@ _API = {
     "write_triton_repository": ("clsx.scale.triton_repo", "write_triton_repository"),
     "export_onnx": ("clsx.exporter", "export_onnx"),
     "convert_fp16": ("clsx.exporter", "convert_fp16"),
+    "export_aoti": ("clsx.exporter.aoti", "export_aoti"),
     "run_parity": ("clsx.parity", "run_parity"),
     "run_bench": ("clsx.bench", "run_bench"),
 }
