@@ -2,10 +2,12 @@
 
 Pipeline: read the FP32 graph's clsx metadata (its preprocessing) -> choose a seeded calibration
 sample and a disjoint held-out evaluation split -> ``quant_pre_process`` -> collect tensor ranges
-in bounded chunks (or reuse a calibration cache) -> ``quantize_static`` with TensorRT-compatible
-settings -> compare INT8 with FP32 on the held-out images (top-1 agreement, FP32 top-1 within INT8
-top-5) -> optionally keep the most sensitive layers in float until ``min_top1`` holds -> write the
-graph with its metadata (the calibration summary and agreement figures inside) atomically.
+in bounded chunks, and the per-channel input means bias correction needs (or reuse a calibration
+cache) -> ``quantize_static`` in the target's layout (``tensorrt``: TensorRT explicit quantization;
+``cpu``: ONNX Runtime's fused CPU kernels) -> bias correction -> compare INT8 with FP32 on the
+held-out images (top-1 agreement, FP32 top-1 within INT8 top-5) -> optionally keep the most
+sensitive layers in float until ``min_top1`` holds -> write the graph with its metadata (the
+calibration summary and agreement figures inside) atomically.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ import numpy as np
 from clsx._optional import require
 from clsx.agreement import Agreement, compare
 from clsx.calib import cache as calib_cache
-from clsx.calib.quantize import QuantConfig, QuantizationError, check_quantizable, collect_ranges, graph_problems, prepare, quantizable_nodes, quantize
+from clsx.calib.bias_correction import weight_shifts
+from clsx.calib.quantize import TARGETS, QuantConfig, QuantizationError, check_quantizable, collect_ranges, graph_problems, prepare, quantizable_nodes, quantize
 from clsx.calib.reader import BatchStream, CalibrationDataError, OrtCalibrationReader, split_images
 from clsx.errors import GateFailedError, OutputExistsError, SpecError
 from clsx.metadata import embed_in_onnx, read_onnx_metadata, spec_of, write_sidecar
@@ -32,7 +35,7 @@ from clsx.zoo.weights import file_sha256
 
 log = logging.getLogger(__name__)
 
-__all__ = ["calibrate", "CalibResult", "QuantConfig", "QuantizationError", "CalibrationDataError"]
+__all__ = ["calibrate", "CalibResult", "QuantConfig", "QuantizationError", "CalibrationDataError", "TARGETS"]
 
 
 @dataclass
@@ -87,6 +90,9 @@ def calibrate(
     out: str | Path | None = None,
     *,
     method: str = "minmax",
+    target: str = "tensorrt",
+    bias_correction: bool = True,
+    reduce_range: bool = False,
     num: int = 512,
     batch: int = 16,
     seed: int = 0,
@@ -98,7 +104,11 @@ def calibrate(
     preprocess: PreprocessOverrides | None = None,
     force: bool = False,
 ) -> CalibResult:
-    """Calibrate ``model_path`` (FP32 ONNX) on ``images`` and write the INT8 Q/DQ graph to ``out``."""
+    """Calibrate ``model_path`` (FP32 ONNX) on ``images`` and write the INT8 Q/DQ graph to ``out``.
+
+    ``target``: ``tensorrt`` (default; the layout TensorRT's parser accepts, also run by ONNX Runtime)
+    or ``cpu`` (ONNX Runtime's fast CPU layout; TensorRT rejects it). ``min_top1``: the accuracy gate.
+    """
     t0 = time.perf_counter()
     model_path = Path(model_path)
     if not model_path.is_file():
@@ -107,7 +117,7 @@ def calibrate(
         raise SpecError("--num and --batch must be at least 1")
     if min_top1 is not None and not 0 < min_top1 <= 1:
         raise SpecError(f"--min-top1 must be in (0, 1]; got {min_top1}")
-    config = QuantConfig(method=method)
+    config = QuantConfig(method=method, target=target, bias_correction=bias_correction, reduce_range=reduce_range)
     out_path = Path(out) if out is not None else default_output(model_path)
     if out_path.exists() and not force:
         raise OutputExistsError(f"{out_path} exists; pass --force to overwrite it")
@@ -118,7 +128,7 @@ def calibrate(
     check_quantizable(model_path)
     split = split_images(Path(images), num, seed=seed, eval_dir=Path(eval_dir) if eval_dir else None, eval_num=eval_num)
     parent_sha = file_sha256(model_path)
-    key = calib_cache.CacheKey(parent_sha, method, split.calibration_digest(), len(split.calibration))
+    key = calib_cache.CacheKey(parent_sha, method, target, split.calibration_digest(), len(split.calibration))
     cache_path = Path(cache) if cache is not None else None
 
     with tempfile.TemporaryDirectory(prefix="clsx-calib-") as tmp:
@@ -127,8 +137,10 @@ def calibrate(
         input_name = _input_name(prepared)
         ort_ranges = work / "ranges.json"
         used_cache, bad, used = False, 0, len(split.calibration)
+        means: dict[str, np.ndarray] = {}
         if cache_path is not None and cache_path.exists():
-            calib_cache.write_ort_ranges(calib_cache.load(cache_path, key), ort_ranges)
+            cached_ranges, means = calib_cache.load(cache_path, key)
+            calib_cache.write_ort_ranges(cached_ranges, ort_ranges)
             used_cache = True
             log.info("reusing calibration ranges from %s (no calibration pass)", cache_path)
         else:
@@ -136,7 +148,7 @@ def calibrate(
             log.info("calibrating (%s) on %d images from %s, batch %d", method, len(split.calibration), images, batch)
             with _Progress("calibrating", len(split.calibration)) as progress:
                 reader = OrtCalibrationReader(stream, input_name, on_batch=progress.advance)
-                ranges = collect_ranges(prepared, reader, config, work)
+                ranges, means = collect_ranges(prepared, reader, config, work)
             bad, used = len(stream.bad), len(stream.good)
             if bad:
                 log.warning("%d of %d calibration images could not be decoded and were skipped", bad, len(split.calibration))
@@ -144,10 +156,14 @@ def calibrate(
                 raise CalibrationDataError(f"none of the {len(split.calibration)} calibration images could be decoded")
             require("onnxruntime.quantization.calibrate").save_tensors_data(ranges, ort_ranges)
             if cache_path is not None:
-                calib_cache.save(cache_path, key, ranges)
+                calib_cache.save(cache_path, key, ranges, means)
                 log.info("saved calibration ranges to %s", cache_path)
 
-        int8 = quantize(prepared, work / "int8.onnx", ort_ranges, config)
+        int8 = quantize(prepared, work / "int8_plain.onnx", ort_ranges, config)
+        shifts = weight_shifts(prepared, int8, means) if config.bias_correction else {}
+        if shifts:
+            log.info("bias correction: %d layers", len(shifts))
+            int8 = quantize(prepared, work / "int8.onnx", ort_ranges, config, bias_shifts=shifts)
         eval_stream = BatchStream(split.evaluation, spec.preprocess, batch)
         eval_batches = list(eval_stream)
         before = after = None
@@ -158,14 +174,15 @@ def calibrate(
             _log_agreement("INT8 (all layers)", before)
             if min_top1 is not None and before.top1 < min_top1:
                 int8, after, float_layers = _fallback(prepared, int8, ref, eval_batches, input_name, ort_ranges, config,
-                                                     min_top1, max_float_layers, work)
+                                                     shifts, min_top1, max_float_layers, work)
         else:
             log.warning("no held-out evaluation images: INT8 agreement not measured")
 
-        problems = graph_problems(int8)
+        problems = graph_problems(int8) if target == "tensorrt" else []
         if problems:  # a bug: the settings above must never produce these
             raise RuntimeError(f"quantized graph is not TensorRT-compatible: {problems[:3]}")
-        doc = _int8_document(spec, parent_doc, parent_sha, method, seed, split, used, bad, used_cache, before, after, float_layers, min_top1)
+        doc = _int8_document(spec, parent_doc, parent_sha, config, seed, split, used, bad, used_cache, before, after, float_layers,
+                             min_top1, len(shifts))
         missed = min_top1 is not None and (after is None or after.top1 < min_top1)
         final = out_path.with_name(out_path.name.replace(".onnx", ".FAILED.onnx")) if missed else out_path
         _write(int8, final, doc)
@@ -189,19 +206,26 @@ def _input_name(path: Path) -> str:
     return names[0]
 
 
-def _fallback(prepared, int8, ref, eval_batches, input_name, ort_ranges, config, min_top1, max_float_layers, work):
+def _fallback(prepared, int8, ref, eval_batches, input_name, ort_ranges, config, shifts, min_top1, max_float_layers, work):
     """Keep the most sensitive layers in float (1, 2, 4, ... of them) until the gate holds or the limit."""
+    from dataclasses import replace
+
     from clsx.calib.sensitivity import rank_layers
 
     candidates = quantizable_nodes(prepared)
     limit = max_float_layers if max_float_layers is not None else max(4, len(candidates) // 4)
-    ranked = rank_layers(prepared, int8, eval_batches[:2], input_name, candidates, work)
-    log.info("noisiest layers (local SQNR, dB): %s", ", ".join(f"{n} {d:.1f}" for n, d in ranked[:6]))
+    ranking_graph = int8
+    if config.target != "tensorrt":  # rank on the layout where each layer's Q/DQ is its own
+        ranking_graph = quantize(prepared, work / "int8_ranking.onnx", ort_ranges, replace(config, target="tensorrt", reduce_range=False),
+                                 bias_shifts=shifts)
+    ranked = rank_layers(prepared, ranking_graph, eval_batches[:1], input_name, candidates)
+    log.info("most sensitive layers (output SQNR with only that layer in INT8, dB): %s",
+             ", ".join(f"{n} {d:.1f}" for n, d in ranked[:6]))
     after, kept = None, []
     k = 1
     while True:
         kept = [name for name, _ in ranked[: min(k, limit)]]
-        trial = quantize(prepared, work / f"int8_keep{len(kept)}.onnx", ort_ranges, config, exclude=kept)
+        trial = quantize(prepared, work / f"int8_keep{len(kept)}.onnx", ort_ranges, config, exclude=kept, bias_shifts=shifts)
         after = compare(ref, _logits(trial, eval_batches))
         _log_agreement(f"INT8 with {len(kept)} layers in float", after)
         int8 = trial
@@ -216,14 +240,24 @@ def _log_agreement(what: str, a: Agreement) -> None:
              what, a.images, 100 * a.top1, 100 * a.ref_top1_in_topk)
 
 
-def _int8_document(spec, parent_doc, parent_sha, method, seed, split, used, bad, used_cache, before, after, float_layers, min_top1):
+_LAYOUTS = {
+    "tensorrt": "QDQ int8 on weighted-layer inputs, symmetric, per-channel weights, float bias (TensorRT explicit quantization)",
+    "cpu": "QDQ uint8 activations (asymmetric) / int8 per-channel weights, int32 bias (ONNX Runtime CPU; not TensorRT-compatible)",
+}
+
+
+def _int8_document(spec, parent_doc, parent_sha, config, seed, split, used, bad, used_cache, before, after, float_layers,
+                   min_top1, corrected):
     from clsx.metadata import make_document
 
     base = parent_doc or make_document(spec, artifact="onnx", precision="fp32", inputs=[], outputs=[])
     doc = {**base, "precision": "int8", "parent_sha256": parent_sha}
     doc["calibration"] = {
-        "method": method,
-        "format": "QDQ int8, symmetric, per-channel weights, float bias (TensorRT explicit quantization)",
+        "method": config.method,
+        "target": config.target,
+        "format": _LAYOUTS[config.target],
+        "reduce_range": config.reduce_range,
+        "bias_corrected_layers": corrected,
         "images": used,
         "bad_images": bad,
         "seed": seed,

@@ -88,25 +88,56 @@ class BatchStream:
     good: list[Path] = field(default_factory=list)
 
     def __iter__(self) -> Iterator[np.ndarray]:
+        """Batches in path order; decoding runs ahead on one thread per core while the caller computes."""
+        from collections import deque
+        from concurrent.futures import ThreadPoolExecutor
+
+        from clsx.runtimes.base import cpu_cores
+
         self.bad.clear()
         self.good.clear()
+        workers = cpu_cores()
+        paths = iter(self.paths)
+        ahead: deque = deque()
         pending: list[np.ndarray] = []
-        for path in self.paths:
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="clsx-calib-decode") as pool:
+
+            def top_up() -> None:
+                for path in paths:
+                    ahead.append((path, pool.submit(_decode, path, self.spec)))
+                    if len(ahead) >= 2 * self.batch_size + workers:
+                        return
+
+            top_up()
             try:
-                pending.append(preprocess(path, self.spec))
-                self.good.append(path)
-            except ImageError as exc:
-                self.bad.append((path, str(exc)))
-                log.warning("skipping %s", exc)
-                continue
-            if len(pending) == self.batch_size:
-                yield np.stack(pending)
-                pending = []
-        if pending:
-            yield np.stack(pending)
+                while ahead:
+                    path, fut = ahead.popleft()
+                    top_up()
+                    tensor, error = fut.result()
+                    if tensor is None:
+                        self.bad.append((path, error))
+                        log.warning("skipping %s", error)
+                        continue
+                    pending.append(tensor)
+                    self.good.append(path)
+                    if len(pending) == self.batch_size:
+                        yield np.stack(pending)
+                        pending = []
+                if pending:
+                    yield np.stack(pending)
+            finally:
+                for _, fut in ahead:  # a consumer that stops early: do not decode the rest
+                    fut.cancel()
 
     def __len__(self) -> int:
         return len(self.paths)
+
+
+def _decode(path: Path, spec: PreprocessSpec) -> tuple[np.ndarray | None, str]:
+    try:
+        return preprocess(path, spec), ""
+    except ImageError as exc:
+        return None, str(exc)
 
 
 class OrtCalibrationReader:

@@ -158,10 +158,24 @@ class OnnxRuntime(Runtime):
                 ", ".join(dropped),
                 ", ".join(loaded),
             )
+        if loaded == [CPU]:
+            self._warn_if_tensorrt_int8_layout()
         self._session = session
         inp, out = session.get_inputs()[0], session.get_outputs()[0]
         self._in_name, self._out_name = inp.name, out.name
         self._in_dtype = {"tensor(float16)": np.float16, "tensor(double)": np.float64}.get(inp.type, np.float32)
+
+    def _warn_if_tensorrt_int8_layout(self) -> None:
+        """The default INT8 layout is TensorRT's; ONNX Runtime's CPU kernels cannot fuse it (see clsx.calib.quantize)."""
+        from clsx.metadata import MetadataError
+
+        try:
+            calibration = self.metadata().get("calibration") or {}
+        except (MetadataError, OSError):
+            return
+        if calibration.get("target") == "tensorrt":
+            log.warning("%s is INT8 laid out for TensorRT: ONNX Runtime's CPU provider runs it slower than FP32; "
+                        "for CPU deployment calibrate with `clsx calib --for cpu`", self.target.name)
 
     def deactivate_impl(self) -> None:
         self._session = None

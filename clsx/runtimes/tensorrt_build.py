@@ -85,6 +85,9 @@ def build_engine(
     doc = read_metadata(onnx_path)
     if doc.get("artifact") not in (None, "onnx"):
         raise ClsxError(f"{onnx_path}: metadata says this is a {doc.get('artifact')} artifact, not an ONNX graph")
+    if (doc.get("calibration") or {}).get("target") == "cpu":
+        raise ClsxError(f"{onnx_path} is an INT8 graph laid out for ONNX Runtime's CPU kernels (asymmetric, int32 bias), which "
+                        "TensorRT rejects; calibrate the FP32 graph again with --for tensorrt (the default)")
     profile = _batch_profile(onnx_path, graph_input, min_batch, opt_batch, max_batch)
     out = _output_path(onnx_path, out, force)
     cache_path = Path(timing_cache) if timing_cache is not None else None
