@@ -70,7 +70,7 @@ class QuantConfig:
         if self.method not in METHODS:
             raise QuantizationError(f"calibration method must be one of {', '.join(METHODS)}; got {self.method!r}")
         if self.target not in TARGETS:
-            raise QuantizationError(f"INT8 target must be one of {', '.join(TARGETS)}; got {self.target!r}")
+            raise QuantizationError(f"--for must be one of {', '.join(TARGETS)} (the INT8 layout); got {self.target!r}")
         if self.reduce_range and self.target != "cpu":
             raise QuantizationError("--reduce-range is for the cpu target (TensorRT wants full 8-bit weights)")
 
