@@ -87,6 +87,12 @@ class TorchvisionSource(Source):
             if num_classes is not None and num_classes != len(weights.meta["categories"]):
                 _replace_head(model, num_classes)
             return model
+        default = _default_weights(name)
+        if name.startswith("vit_") and default is not None:
+            # A ViT's position embedding is sized for one input. Build it for the size of the default
+            # weights' preset, which is the spec clsx reports (vit_h_14: SWAG at 518 px, not the
+            # builder's 224), so `--weights` checkpoints of those weights load and the spec is true.
+            kwargs["image_size"] = int(default.transforms().crop_size[0])
         return torchvision.models.get_model(name, weights=None, num_classes=num_classes or 1000, **kwargs)
 
 

@@ -85,3 +85,20 @@ def test_random_weights_do_not_pass_the_real_weights_check(photo):
     with torch.no_grad():
         p = m.module(x).softmax(-1)
     assert float(p[0, 967]) < 0.5
+
+
+def test_random_weight_vit_is_built_for_the_size_its_spec_reports():
+    """vit_h_14's default weights (SWAG) are 518 px: the random-weight model must take 518 px inputs too,
+    or the spec would describe an input the model rejects (built on the meta device: no memory)."""
+    import torch
+
+    from clsx.zoo.torchvision_source import TorchvisionSource
+
+    source = TorchvisionSource()
+    spec = source.default_spec("vit_h_14")
+    with torch.device("meta"):
+        model = source.build("vit_h_14", num_classes=None, pretrained=False)
+    assert spec.preprocess.input_size == (3, 518, 518) and model.image_size == 518
+    with torch.device("meta"):
+        small = source.build("vit_b_16", num_classes=None, pretrained=False)
+    assert small.image_size == source.default_spec("vit_b_16").preprocess.input_size[1] == 224
