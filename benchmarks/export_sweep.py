@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import subprocess
 import sys
@@ -229,15 +228,10 @@ def run_one(name: str, size: int, photos: int, timeout: int) -> dict:
 
 
 def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} logical cores, {platform.system()} {platform.release()}, Python {platform.python_version()}"
+    from clsx.bench import machine_info
+
+    m = machine_info()
+    return f"{m['cpu']}, {m['logical_cores']} logical cores, {m['os']}, Python {m['python']}"
 
 
 def versions() -> str:
