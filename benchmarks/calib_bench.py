@@ -51,8 +51,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
 
-    from clsx import samples, zoo
-    from clsx.bench import machine_info
+    from clsx.zoo import samples, zoo
+    from clsx.tools.bench import machine_info
     from clsx.exporter import export_onnx
 
     rows = []

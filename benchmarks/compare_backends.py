@@ -6,7 +6,7 @@ efficientnet-lite0, model-only and end to end, in one run on this machine.
 What runs (everything through clsx's own code paths):
 
 - **Images**: JPEG views of the 17 photos scikit-image / scikit-learn ship
-  (:func:`clsx.samples.write_photo_variants`, shorter side 320 px), ``--per-photo`` each.
+  (:func:`clsx.zoo.samples.write_photo_variants`, shorter side 320 px), ``--per-photo`` each.
   Calibration uses views of every other photo; INT8 agreement is measured on views of the others.
 - **Models**: torchvision ``resnet50`` (random weights: speed does not depend on them; its
   agreement figures would mean nothing and are not reported) and timm ``tf_efficientnet_lite0``
@@ -16,7 +16,7 @@ What runs (everything through clsx's own code paths):
   ``--export-repeats``); INT8 Q/DQ from :func:`clsx.calib.calibrate` (MinMax, bias correction) in both
   layouts: ``--for tensorrt`` (the default; what TensorRT compiles) and ``--for cpu`` (ONNX Runtime's
   fused CPU kernels); torch eager is the built ``nn.Module`` on the ``torch`` runtime.
-- **Timing**: :func:`clsx.bench.run_bench` (the code behind ``clsx bench``). Model-only: ``Runtime.run``
+- **Timing**: :func:`clsx.tools.bench.run_bench` (the code behind ``clsx bench``). Model-only: ``Runtime.run``
   on ready tensors, ``--seconds`` per artifact and batch size spread over ``--rounds`` interleaved
   rounds (order rotated each round). End to end: the ``clsx infer`` pipeline (threaded decode +
   preprocess, run, softmax top-5) over all the views, ``--rounds`` passes each, interleaved.
@@ -113,9 +113,9 @@ def main() -> None:
     import torch
 
     import clsx
-    from clsx import samples
-    from clsx.bench import machine_info, median_ratio, ratio_per_round, run_bench
-    from clsx.parity import run_parity
+    from clsx.zoo import samples
+    from clsx.tools.bench import machine_info, median_ratio, ratio_per_round, run_bench
+    from clsx.tools.parity import run_parity
 
     batches = [int(b) for b in args.batches.split(",")]
     machine = machine_info()
@@ -249,7 +249,7 @@ def render(out: dict[str, Any], args: argparse.Namespace, n_views: int, batches:
             + "; INT8 cpu layout / FP32: " + ", ".join(f"{pretty(k)} {v['median']['cpu_vs_fp32']:.2f}x" for k, v in e["ratios"].items()))
         if "agreement" in e:
             a, q, u = (e["agreement"][k] for k in ("fp32_vs_torch", "int8_vs_fp32_held_out", "cpu_vs_fp32_held_out"))
-            lines += ["", f"Agreement (`clsx.parity`): ONNX FP32 vs torch on {a['images']} views: top-1 {a['top1']:.2%}, "
+            lines += ["", f"Agreement (`clsx.tools.parity`): ONNX FP32 vs torch on {a['images']} views: top-1 {a['top1']:.2%}, "
                       f"reference top-1 in top-5 {a['ref_top1_in_topk']:.2%}, max |Δlogit| {a['max_abs_diff']:.2g}; "
                       f"INT8 vs FP32 on {q['images']} held-out views of photos not used for calibration: top-1 {q['top1']:.2%}, "
                       f"FP32 top-1 in INT8 top-5 {q['ref_top1_in_topk']:.2%}, mean KL {q['mean_kl']:.3g} "

@@ -6,9 +6,9 @@ Needs the C++ build (``cmake -S cpp -B build/cpp && cmake --build build/cpp -j2`
 tests/cpp do it) and the cached lite0 artifacts of tests/cpp (``build/cpp-artifacts/*/lite0.{onnx,pt2}``;
 any ``clsx export timm:tf_efficientnet_lite0 --weights W --aoti`` output can be given with --pt2/--onnx).
 
-- Images: at least --images (default 256; 17 photos x 16 views = 272) real JPEG views (shorter side 320 px) written by :func:`clsx.samples.write_photo_variants`.
+- Images: at least --images (default 256; 17 photos x 16 views = 272) real JPEG views (shorter side 320 px) written by :func:`clsx.zoo.samples.write_photo_variants`.
 - preprocess: ``clsx_preprocess_dump`` (one process, single-threaded, decode + resize + crop +
-  normalize, tensors written to a file) against :func:`clsx.preprocess.preprocess` in one Python
+  normalize, tensors written to a file) against :func:`clsx.core.preprocess.preprocess` in one Python
   thread, both with the lite0 spec (bicubic 256 -> 224); process start included for C++.
 - classify: ``clsx_classify lite0.pt2 DIR`` (AOTInductor CPU, batch 32, single-threaded decode)
   against ``clsx infer lite0.onnx DIR`` (ONNX Runtime, threaded decode) as subprocesses, CSV to a
@@ -62,9 +62,9 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
 
-    from clsx import samples
-    from clsx.metadata import read_metadata, spec_of
-    from clsx.preprocess import preprocess
+    from clsx.zoo import samples
+    from clsx.core.metadata import read_metadata, spec_of
+    from clsx.core.preprocess import preprocess
 
     cached = sorted((REPO / "build" / "cpp-artifacts").glob("*/lite0.pt2"), key=lambda p: p.stat().st_mtime)
     pt2 = args.pt2 or (cached[-1] if cached else None)

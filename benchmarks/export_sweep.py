@@ -52,9 +52,9 @@ import torch
 from torch import nn
 from clsx import zoo, samples
 from clsx.exporter import export_onnx
-from clsx.preprocess import preprocess_batch
-from clsx.errors import SpecError
-from clsx.spec import PreprocessOverrides
+from clsx.core.preprocess import preprocess_batch
+from clsx.core.errors import SpecError
+from clsx.core.spec import PreprocessOverrides
 
 name, folder, photos, size = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 row = {"model": name}
@@ -228,7 +228,7 @@ def run_one(name: str, size: int, photos: int, timeout: int) -> dict:
 
 
 def machine() -> str:
-    from clsx.bench import machine_info
+    from clsx.tools.bench import machine_info
 
     m = machine_info()
     return f"{m['cpu']}, {m['logical_cores']} logical cores, {m['os']}, Python {m['python']}"

@@ -7,7 +7,7 @@ torch-eager DataLoader loop, and vs ONNX Runtime model-only, in one run on the s
   50-100 %, half mirrored, shorter side 256-512 px), written to a temporary folder.
 - Model: torchvision resnet50, random weights (speed does not depend on them), exported to FP32 ONNX
   with clsx's exporter when present (else torch.onnx.export plus the clsx metadata).
-- ``clsx infer``: :func:`clsx.infer.infer_to_stream` (what the command runs) on the folder, CSV to
+- ``clsx infer``: :func:`clsx.tools.infer.infer_to_stream` (what the command runs) on the folder, CSV to
   /dev/null, session created and warmed first. The CLI itself, start to exit, is timed once as well.
 - Baseline, as timm's ``inference.py`` does it: ``timm.data.create_dataset`` + ``create_loader``
   (torch DataLoader, 2 worker processes, timm's eval transforms with the same size / crop / mean /
@@ -51,7 +51,7 @@ def make_photos(dest: Path, per_photo: int, seed: int = 0) -> list[Path]:
     """JPEG views of the sample photos: crops, mirrors, resizes (deterministic)."""
     from PIL import Image, ImageOps
 
-    from clsx import samples
+    from clsx.zoo import samples
 
     dest.mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
@@ -86,7 +86,7 @@ def export_fp32(loaded, path: Path) -> tuple[Path, str]:
     import onnx
     import torch
 
-    from clsx.metadata import embed_in_onnx, make_document
+    from clsx.core.metadata import embed_in_onnx, make_document
 
     c, h, w = loaded.spec.preprocess.input_size
     with warnings.catch_warnings():
@@ -123,7 +123,7 @@ def timm_baseline(module, spec, folder: Path, batch: int, workers: int) -> float
 
 
 def clsx_infer(classifier, folder: Path, batch: int, workers: int | None) -> float:
-    from clsx.infer import infer_to_stream
+    from clsx.tools.infer import infer_to_stream
 
     with open(os.devnull, "w") as sink:
         summary = infer_to_stream(classifier, [folder], sink, topk=5, batch_size=batch, workers=workers)
@@ -151,8 +151,8 @@ def main() -> None:
     import torch
 
     import clsx
-    from clsx.classifier import Classifier
-    from clsx.preprocess import preprocess_batch
+    from clsx.predict.classifier import Classifier
+    from clsx.core.preprocess import preprocess_batch
 
     with tempfile.TemporaryDirectory(prefix="clsx-infer-bench-") as tmp:
         tmp = Path(tmp)

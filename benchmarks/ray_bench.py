@@ -3,9 +3,9 @@
     nice -n 10 python benchmarks/ray_bench.py --out benchmarks/results/ray_bench.md
 
 - Images: 512 real JPEG views (shorter side 256 px) of the photos scikit-image / scikit-learn ship,
-  written by :func:`clsx.samples.write_photo_variants` to a temporary folder.
+  written by :func:`clsx.zoo.samples.write_photo_variants` to a temporary folder.
 - Model: timm tf_efficientnet_lite0 with its real ImageNet weights (clsx's demo model), FP32 ONNX.
-- local: :func:`clsx.infer.run_infer` (what ``clsx infer`` runs), CSV to /dev/null, batch 32,
+- local: :func:`clsx.tools.infer.run_infer` (what ``clsx infer`` runs), CSV to /dev/null, batch 32,
   decode threads one per core, ONNX Runtime with one intra-op thread per core.
 - ray (warm cluster): :func:`clsx.scale.ray_infer.run_ray_infer` on a local Ray instance started
   beforehand (``ray.init(num_cpus=<cores>)``), 2 workers: includes dataset planning, actor start,
@@ -46,7 +46,7 @@ def machine() -> str:
 
 
 def make_images(dest: Path, count: int) -> list[Path]:
-    from clsx import samples
+    from clsx.zoo import samples
 
     photos = samples.photo_paths()
     paths = samples.write_photo_variants(dest, photos, per_photo=math.ceil(count / len(photos)), size=256)
@@ -92,10 +92,10 @@ def main() -> None:
     import ray
 
     import clsx
-    from clsx import samples
+    from clsx.zoo import samples
     from clsx.exporter import export_onnx
-    from clsx.infer import run_infer
-    from clsx.runtimes.base import cpu_cores
+    from clsx.tools.infer import run_infer
+    from clsx.core.machine import cpu_cores
     from clsx.scale.ray_infer import plan_resources, run_ray_infer
 
     cores = cpu_cores()

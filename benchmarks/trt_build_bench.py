@@ -1,4 +1,4 @@
-"""Engine build time: resnet50 FP32 / FP16 / INT8 Q/DQ through `clsx.runtimes.tensorrt_build.build_engine`.
+"""Engine build time: resnet50 FP32 / FP16 / INT8 Q/DQ through `clsx.exporter.engine.build_engine`.
 
 Builds each precision with the TensorRT flavour installed (tensorrt_rtx on a CPU-only machine),
 with the default targets and with one target, and with a timing cache where the flavour has one
@@ -43,7 +43,7 @@ def make_graphs(model: str, size: int, folder: Path) -> tuple[dict[str, Path], s
     import torch
 
     from clsx import zoo
-    from clsx.metadata import embed_in_onnx, make_document
+    from clsx.core.metadata import embed_in_onnx, make_document
 
     loaded = zoo.build(model)
     spec = loaded.spec
@@ -84,8 +84,8 @@ def make_graphs(model: str, size: int, folder: Path) -> tuple[dict[str, Path], s
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from clsx import samples
-    from clsx.preprocess import preprocess_batch
+    from clsx.zoo import samples
+    from clsx.core.preprocess import preprocess_batch
 
     photos = samples.photo_paths()[:8]
     batch = preprocess_batch(photos, spec.preprocess).astype(np.float32)
@@ -118,8 +118,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/trt_build_resnet50.md"))
     args = ap.parse_args()
 
-    from clsx.runtimes import _trt
-    from clsx.runtimes.tensorrt_build import build_engine
+    from clsx.runtimes import trt_lib as _trt
+    from clsx.exporter.engine import build_engine
 
     flavour = _trt.flavour_for_target(args.target)
     version = _trt.installed_version(flavour)

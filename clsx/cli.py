@@ -19,7 +19,7 @@ import typer
 from typer.core import TyperGroup
 
 from clsx import __version__
-from clsx.errors import ClsxError
+from clsx.core.errors import ClsxError
 
 log = logging.getLogger("clsx")
 _DEBUG = os.environ.get("CLSX_DEBUG", "").strip().lower() in ("1", "true", "yes", "on")
@@ -101,7 +101,7 @@ CropPctOpt = Annotated[Optional[float], typer.Option("--crop-pct", help="Center-
 
 def preprocess_overrides(input_size: str | None, mean: str | None, std: str | None, interpolation: str | None, crop_pct: float | None):
     """CLI preprocessing flags -> PreprocessOverrides (the highest-precedence layer)."""
-    from clsx.spec import PreprocessOverrides, parse_floats, parse_input_size
+    from clsx.core.spec import PreprocessOverrides, parse_floats, parse_input_size
 
     return PreprocessOverrides(
         input_size=parse_input_size(input_size) if input_size else None,
@@ -146,7 +146,7 @@ def demo_cmd(
     topk: Annotated[int, typer.Option("--topk", "-k", min=1, max=1000, help="Classes per image.")] = 5,
 ) -> None:
     """Run the main job on built-in material: a real-weights model on real sample photos, top-k CSV on stdout."""
-    from clsx.demo import run_demo
+    from clsx.tools.demo import run_demo
 
     run_demo(sys.stdout, topk=topk)
 
@@ -177,21 +177,22 @@ def calib_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print the calibration summary as JSON on stdout.")] = False,
 ) -> None:
     """INT8-calibrate an FP32 ONNX graph on an image folder: explicit Q/DQ that ONNX Runtime and TensorRT both run."""
-    from clsx.calib import calibrate
+    from clsx.calib import CalibOptions, calibrate
 
-    res = calibrate(
-        model, images, out, method=method, target=for_, reduce_range=reduce_range, bias_correction=not no_bias_correction,
+    options = CalibOptions(
+        method=method, target=for_, reduce_range=reduce_range, bias_correction=not no_bias_correction,
         num=num, batch=batch, seed=seed, cache=cache, eval_dir=eval_dir,
-        eval_num=eval_num, min_top1=min_top1, max_float_layers=max_float_layers, force=force,
+        eval_num=eval_num, min_top1=min_top1, max_float_layers=max_float_layers,
         preprocess=preprocess_overrides(input_size, mean, std, interpolation, crop_pct),
     )
+    res = calibrate(model, images, out, options, force=force)
     if as_json:
         typer.echo(json.dumps({"path": str(res.path), **res.metadata["calibration"]}, indent=2))
     else:
         typer.echo(str(res.path))
 
 
-# Engine build options, shared by `clsx build` and `clsx export --engine` (kwargs of build_engine).
+# Engine build options, shared by `clsx build` and `clsx export --engine` (fields of EngineOptions).
 TargetOpt = Annotated[str, typer.Option("--target", help="auto (what is installed; says which), tensorrt or rtx.")]
 MinBatchOpt = Annotated[int, typer.Option("--min-batch", min=1, help="Smallest batch of the engine's profile.")]
 OptBatchOpt = Annotated[int, typer.Option("--opt-batch", min=1, help="Batch the engine is tuned for.")]
@@ -205,15 +206,17 @@ ComputeCapOpt = Annotated[Optional[str], typer.Option("--compute-capability", he
 LegacyWeakOpt = Annotated[bool, typer.Option("--legacy-weak-typing", help="LEGACY, standard TensorRT < 10.12 only: BuilderFlag.FP16/INT8 instead of the graph's own precision.")]
 
 
-def build_options(target: str, min_batch: int, opt_batch: int, max_batch: int, workspace: float | None,
-                  timing_cache: Path | None, opt_level: int | None, hardware_compat: str, version_compatible: bool,
-                  compute_capability: str | None, legacy_weak_typing: bool) -> dict[str, Any]:
-    """Engine CLI flags -> keyword arguments of clsx.runtimes.tensorrt_build.build_engine."""
-    return dict(
+def engine_options(target: str, min_batch: int, opt_batch: int, max_batch: int, workspace: float | None,
+                   timing_cache: Path | None, opt_level: int | None, hardware_compat: str, version_compatible: bool,
+                   compute_capability: str | None, legacy_weak_typing: bool):
+    """Engine CLI flags -> clsx.exporter.engine.EngineOptions."""
+    from clsx.exporter.engine import EngineOptions
+
+    return EngineOptions(
         target=target, min_batch=min_batch, opt_batch=opt_batch, max_batch=max_batch, workspace_gb=workspace,
         timing_cache=timing_cache, opt_level=opt_level, hardware_compat=hardware_compat.lower(),
         version_compatible=version_compatible,
-        compute_capabilities=[c for c in compute_capability.split(",") if c.strip()] if compute_capability else None,
+        compute_capabilities=tuple(c for c in compute_capability.split(",") if c.strip()) if compute_capability else None,
         legacy_weak_typing=legacy_weak_typing,
     )
 
@@ -237,13 +240,11 @@ def build_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print the sidecar's tensorrt section as JSON on stdout.")] = False,
 ) -> None:
     """Compile an ONNX graph into a TensorRT engine (strongly typed: precision comes from the graph); prints the plan path."""
-    from clsx.runtimes.tensorrt_build import build_engine
+    from clsx.exporter.engine import build_engine
 
-    res = build_engine(
-        onnx_file, out, force=force,
-        **build_options(target, min_batch, opt_batch, max_batch, workspace, timing_cache, opt_level,
-                        hardware_compat, version_compatible, compute_capability, legacy_weak_typing),
-    )
+    options = engine_options(target, min_batch, opt_batch, max_batch, workspace, timing_cache, opt_level,
+                             hardware_compat, version_compatible, compute_capability, legacy_weak_typing)
+    res = build_engine(onnx_file, out, options, force=force)
     if as_json:
         typer.echo(json.dumps({"path": str(res.path), "sidecar": str(res.sidecar), **res.metadata["tensorrt"]}, indent=2))
     else:
@@ -255,7 +256,7 @@ def doctor_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="JSON on stdout instead of text.")] = False,
 ) -> None:
     """What this machine can do: torch/CUDA and GPUs, ONNX Runtime providers that really load, TensorRT flavours, build targets."""
-    from clsx.doctor import diagnose, format_report
+    from clsx.tools.doctor import diagnose, format_report
 
     report = diagnose()
     typer.echo(json.dumps(report, indent=2) if as_json else format_report(report))
@@ -305,7 +306,7 @@ def infer_cmd(
         return
     if address is not None or num_workers is not None or gpus_per_worker:
         raise typer.BadParameter("--address, --num-workers and --gpus-per-worker apply to --ray runs only")
-    from clsx.infer import run_infer
+    from clsx.tools.infer import run_infer
 
     run_infer(artifact, list(paths), workers=workers, **common, **open_kw)
 
@@ -355,46 +356,24 @@ def export_cmd(
     Prints the written file(s) on stdout (FP32, then FP16); figures and the exporter used go to stderr.
     Exit status 3 when verification fails (the graph is kept as <stem>.FAILED.onnx).
     """
-    from clsx.exporter.onnx_export import export_onnx, preflight
-    from clsx.zoo import build, resolve
+    from clsx.calib import CalibOptions
+    from clsx.exporter.chain import ExportOptions, Int8Options, export_chain
 
     if int8 and calib_dir is None:
         raise typer.BadParameter("--int8 needs --calib-dir IMAGES", param_hint="--calib-dir")
-    preflight(resolve(model).name, out, opset=opset, batch=batch, max_batch=max_batch, fp16=fp16, force=force)
-    if aoti:
-        from clsx.exporter.aoti import aoti_path_for, preflight_aoti
-        from clsx.exporter.artifacts import resolve_output
-
-        preflight_aoti(aoti_path_for(resolve_output(out, resolve(model).name)), force=force)
-    loaded = build(model, weights=weights, pretrained=pretrained, num_classes=num_classes, labels=labels,
-                   preprocess=preprocess_overrides(input_size, mean, std, interpolation, crop_pct))
-    res = export_onnx(loaded, out, opset=opset, batch=batch, max_batch=max_batch, fp16=fp16, verify=not no_verify, force=force)
-    written = [res.fp32_path] + ([res.fp16_path] if res.fp16_path is not None else [])
-    summary = res.to_dict()
-    if int8:
-        from clsx.calib import calibrate
-
-        cal = calibrate(res.fp32_path, calib_dir, method=calib_method, target=int8_for, min_top1=int8_min_top1, num=calib_num, force=force)
-        written.append(cal.path)
-        summary["int8"] = {"path": str(cal.path), **cal.metadata["calibration"]}
-    if engine:
-        from clsx.runtimes.tensorrt_build import build_engine
-
-        built = build_engine(written[-1], force=force, **build_options(
-            target, min_batch, opt_batch, engine_max_batch, workspace, timing_cache, opt_level,
-            hardware_compat, version_compatible, compute_capability, legacy_weak_typing))
-        written.append(built.path)
-        summary["engine"] = {"path": str(built.path), **built.metadata["tensorrt"]}
-    if aoti:
-        from clsx.exporter.aoti import aoti_path_for, export_aoti
-
-        package = export_aoti(loaded, aoti_path_for(res.fp32_path), batch=batch, max_batch=max_batch, force=force, verify=not no_verify)
-        written.append(package.path)
-        summary["aoti"] = package.to_dict()
+    options = ExportOptions(
+        weights=weights, pretrained=pretrained, num_classes=num_classes, labels=labels,
+        preprocess=preprocess_overrides(input_size, mean, std, interpolation, crop_pct),
+        out=out, opset=opset, batch=batch, max_batch=max_batch, fp16=fp16, verify=not no_verify,
+    )
+    calib = Int8Options(calib_dir, CalibOptions(method=calib_method, num=calib_num, target=int8_for, min_top1=int8_min_top1)) if int8 else None
+    engine_opts = engine_options(target, min_batch, opt_batch, engine_max_batch, workspace, timing_cache, opt_level,
+                                 hardware_compat, version_compatible, compute_capability, legacy_weak_typing) if engine else None
+    res = export_chain(model, options, int8=calib, engine=engine_opts, aoti=aoti, force=force)
     if as_json:
-        typer.echo(json.dumps(summary, indent=2, default=str))
+        typer.echo(json.dumps(res.summary, indent=2, default=str))
         return
-    for path in written:
+    for path in res.paths:
         typer.echo(str(path))
 
 
@@ -404,8 +383,8 @@ def info_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print the metadata document as JSON.")] = False,
 ) -> None:
     """Print an artifact's clsx metadata: model, preprocessing, precision, I/O, producer, verification."""
-    from clsx.exporter.info import describe
-    from clsx.metadata import dumps, read_metadata
+    from clsx.tools.info import describe
+    from clsx.core.metadata import dumps, read_metadata
 
     doc = read_metadata(artifact)
     typer.echo(dumps(doc).rstrip("\n") if as_json else describe(artifact, doc))
@@ -437,7 +416,7 @@ def parity_cmd(
 
     Exit status 3 when a --min-* gate is missed; 1 when the artifacts are not comparable (class counts or labels differ) or there are no images.
     """
-    from clsx.parity import Thresholds, check_output, run_parity, write_flips
+    from clsx.tools.parity import Thresholds, check_output, run_parity, write_flips
 
     if flips is not None:
         check_output(flips, force=force)  # before any model loads
@@ -481,7 +460,7 @@ def bench_cmd(
 
     Artifacts are interleaved round by round, so their ratios (vs_first: throughput relative to the first artifact) compare runs that saw the same machine load. GPU timings synchronize the device around each call. What actually ran goes to stderr.
     """
-    from clsx.bench import run_bench
+    from clsx.tools.bench import run_bench
 
     if iters is not None and seconds is not None:
         raise typer.BadParameter("give --iters or --seconds, not both", param_hint="--iters/--seconds")

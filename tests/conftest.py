@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from clsx import samples
+from clsx.zoo import samples
 
 
 def _has_cuda() -> bool:

@@ -1,7 +1,7 @@
 """The fidelity gate: what clsx promises about its artifacts, on real ImageNet weights and real photos.
 
 timm ``tf_efficientnet_lite0`` with the real ImageNet weights; JPEG views of the photos scikit-image
-and scikit-learn ship. Every figure comes from :func:`clsx.parity.run_parity` (the code behind
+and scikit-learn ship. Every figure comes from :func:`clsx.tools.parity.run_parity` (the code behind
 ``clsx parity``), so each artifact sees the tensors its own metadata describes.
 
 | comparison (reference -> candidate)          | top-1 agreement | reference top-1 in top-5 |
@@ -24,10 +24,10 @@ from dataclasses import replace
 import onnx
 import pytest
 
-from clsx import samples
-from clsx.errors import GateFailedError
-from clsx.metadata import embed_in_onnx, read_onnx_metadata
-from clsx.parity import ParityReport, Thresholds, run_parity
+from clsx.zoo import samples
+from clsx.core.errors import GateFailedError
+from clsx.core.metadata import embed_in_onnx, read_onnx_metadata
+from clsx.tools.parity import ParityReport, Thresholds, run_parity
 
 FP32_GATE = Thresholds(min_top1=1.0, min_topk=1.0)
 FP16_GATE = Thresholds(min_top1=0.99, min_topk=1.0)

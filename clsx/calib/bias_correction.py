@@ -21,7 +21,7 @@ from typing import Mapping
 
 import numpy as np
 
-from clsx._optional import require
+from clsx.core.optional import require
 
 log = logging.getLogger(__name__)
 CORRECTED_OPS = ("Conv", "Gemm")

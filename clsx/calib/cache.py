@@ -22,9 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from clsx._optional import require
-from clsx.errors import ClsxError
-from clsx.metadata import atomic_write_bytes
+from clsx.core.optional import require
+from clsx.core.errors import ClsxError
+from clsx.core.files import write_file
 
 log = logging.getLogger(__name__)
 FORMAT = 2
@@ -52,7 +52,7 @@ def save(path: Path, key: CacheKey, tensors_data: Any, input_means: dict[str, np
         ranges = json.loads(ort_file.read_text())
     means = {name: [float(x) for x in np.ravel(v)] for name, v in (input_means or {}).items()}
     doc = {"clsx_calibration_cache": FORMAT, **key.__dict__, "ranges": ranges, "input_means": means}
-    atomic_write_bytes(path, (json.dumps(doc) + "\n").encode())
+    write_file(path, json.dumps(doc) + "\n", force=True)  # a cache is meant to be refreshed
 
 
 def load(path: Path, expect: CacheKey) -> tuple[dict[str, Any], dict[str, np.ndarray]]:

@@ -28,8 +28,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from clsx._optional import require
-from clsx.errors import ClsxError
+from clsx.core.optional import require
+from clsx.core.errors import ClsxError
 
 log = logging.getLogger(__name__)
 
@@ -204,8 +204,7 @@ def _calibrator(prepared: Path, config: QuantConfig, workdir: Path):
         def create_inference_session(self):
             # ONNX Runtime builds this session unoptimized; its extended fusions keep every graph output
             # (the watched tensors), so they are safe here and save time on every calibration batch.
-            import onnxruntime
-
+            onnxruntime = require("onnxruntime", purpose="INT8 calibration")
             opts = onnxruntime.SessionOptions()
             opts.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
             opts.log_severity_level = 3

@@ -1,6 +1,6 @@
 """Calibration and evaluation images: a seeded, reproducible selection from a folder, streamed in batches.
 
-The folder is walked recursively in sorted order (clsx.preprocess.list_images), then shuffled with
+The folder is walked recursively in sorted order (:func:`clsx.predict.listing.list_images`), then shuffled with
 ``random.Random(seed)``: the first images form the held-out evaluation split (unless an evaluation
 folder is given), the next ``num`` the calibration sample. Batches are decoded on demand through the
 one preprocessing implementation, so memory does not grow with the number of images; files that
@@ -18,9 +18,12 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from clsx.errors import ClsxError, ImageError
-from clsx.preprocess import list_images, preprocess
-from clsx.spec import PreprocessSpec
+from clsx.core.errors import ClsxError
+from clsx.core.machine import cpu_cores
+from clsx.core.preprocess import preprocess
+from clsx.core.spec import PreprocessSpec
+from clsx.predict.listing import list_images
+from clsx.predict.pipeline import decode, default_window, read_ahead
 
 log = logging.getLogger(__name__)
 
@@ -89,55 +92,27 @@ class BatchStream:
 
     def __iter__(self) -> Iterator[np.ndarray]:
         """Batches in path order; decoding runs ahead on one thread per core while the caller computes."""
-        from collections import deque
-        from concurrent.futures import ThreadPoolExecutor
-
-        from clsx.runtimes.base import cpu_cores
-
         self.bad.clear()
         self.good.clear()
         workers = cpu_cores()
-        paths = iter(self.paths)
-        ahead: deque = deque()
+        loaded = read_ahead(self.paths, lambda path: decode(lambda src: preprocess(src, self.spec), path, str(path)),
+                            workers=workers, window=default_window(self.batch_size, workers), name="clsx-calib-decode")
         pending: list[np.ndarray] = []
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="clsx-calib-decode") as pool:
-
-            def top_up() -> None:
-                for path in paths:
-                    ahead.append((path, pool.submit(_decode, path, self.spec)))
-                    if len(ahead) >= 2 * self.batch_size + workers:
-                        return
-
-            top_up()
-            try:
-                while ahead:
-                    path, fut = ahead.popleft()
-                    top_up()
-                    tensor, error = fut.result()
-                    if tensor is None:
-                        self.bad.append((path, error))
-                        log.warning("skipping %s", error)
-                        continue
-                    pending.append(tensor)
-                    self.good.append(path)
-                    if len(pending) == self.batch_size:
-                        yield np.stack(pending)
-                        pending = []
-                if pending:
-                    yield np.stack(pending)
-            finally:
-                for _, fut in ahead:  # a consumer that stops early: do not decode the rest
-                    fut.cancel()
+        for path, (tensor, error) in loaded:
+            if tensor is None:
+                self.bad.append((path, error or "cannot read image"))
+                log.warning("skipping %s", error)
+                continue
+            pending.append(tensor)
+            self.good.append(path)
+            if len(pending) == self.batch_size:
+                yield np.stack(pending)
+                pending = []
+        if pending:
+            yield np.stack(pending)
 
     def __len__(self) -> int:
         return len(self.paths)
-
-
-def _decode(path: Path, spec: PreprocessSpec) -> tuple[np.ndarray | None, str]:
-    try:
-        return preprocess(path, spec), ""
-    except ImageError as exc:
-        return None, str(exc)
 
 
 class OrtCalibrationReader:

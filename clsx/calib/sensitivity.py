@@ -18,7 +18,7 @@ from typing import Sequence
 
 import numpy as np
 
-from clsx._optional import require
+from clsx.core.optional import require
 
 log = logging.getLogger(__name__)
 EXACT_DB = 100.0  # SQNR reported when the output is unchanged

@@ -21,16 +21,16 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from clsx.errors import GateFailedError
-from clsx.exporter.artifacts import ExportError, check_writable, refuse_existing, sha256_bytes
-from clsx.metadata import make_document, sidecar_path, write_sidecar
+from clsx.core.errors import GateFailedError
+from clsx.core.files import describe_exception
+from clsx.core.files import OutputSet, check_writable, refuse_existing, sha256_bytes, temp_folder
+from clsx.core.metadata import dumps, make_document, sidecar_path
+from clsx.exporter.artifacts import ExportError
 
 if TYPE_CHECKING:
     from clsx.exporter.onnx_export import BatchPlan
@@ -70,7 +70,7 @@ def preflight_aoti(path: Path, *, force: bool) -> None:
     """Fail before any work when the package (or its sidecar) cannot be written."""
     if path.suffix != AOTI_SUFFIX:
         raise ExportError(f"cannot write {path}: an AOTInductor package must end in {AOTI_SUFFIX}")
-    check_writable(path)
+    check_writable(path, error=ExportError)
     refuse_existing([path, sidecar_path(path)], force=force)
 
 
@@ -89,7 +89,7 @@ def export_aoti(
     Raises :class:`ExportError` when torch cannot export or compile the model, and
     :class:`GateFailedError` when the compiled package does not reproduce the eager logits.
     """
-    from clsx.exporter.onnx_export import io_entries, parse_batch
+    from clsx.exporter.onnx_export import parse_batch
 
     t0 = time.perf_counter()
     path = Path(out).expanduser()
@@ -101,9 +101,8 @@ def export_aoti(
     t = time.perf_counter()
     # compiled under its final file name (the package's inner folder is named after it), in a
     # temporary folder beside the target, then renamed into place
-    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    tmp = tmp_dir / path.name
-    try:
+    with temp_folder(path) as tmp_dir:
+        tmp = tmp_dir / path.name
         _compile(program, tmp, package_metadata(spec.preprocess.input_size, spec.num_classes))
         compile_s = time.perf_counter() - t
         log.info("AOTInductor compiled %s in %.1f s", spec.ref, compile_s)
@@ -113,37 +112,15 @@ def export_aoti(
                 f"the AOTInductor package of {spec.ref} does not reproduce torch: max |Δlogit| "
                 f"{verification['max_abs_diff']:.3g} > {verification['tolerance']:.3g}"
             )
-        import torch
-
-        inputs, outputs = io_entries(spec, plan)
-        if plan.dynamic:
-            inputs[0]["max_batch"] = plan.max or DEFAULT_MAX_BATCH
-        doc = make_document(
-            spec, artifact="aoti", precision="fp32", inputs=inputs, outputs=outputs,
-            producer={"exporter": "aoti", "torch": torch.__version__, "device": "cpu", "batch": plan.to_dict(),
-                      "compile_seconds": round(compile_s, 1)},
-            verification=verification,
-        )
+        doc = _document(spec, plan, compile_s, verification)
         data = tmp.read_bytes()
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    finally:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
-    try:
-        side = write_sidecar(path, doc)
-        os.chmod(side, 0o666 & ~_umask())
-    except BaseException:
-        path.unlink(missing_ok=True)
-        raise
+        side = sidecar_path(path)
+        with OutputSet([path, side], force=force) as outputs:
+            os.replace(tmp, outputs.temp(path))
+            outputs.write_text(side, dumps(doc))
     sha = sha256_bytes(data)
     log.info("wrote %s (%.1f MB, sha256 %s)", path, len(data) / 1e6, sha[:12])
     return AotiResult(path=path, sidecar=side, metadata=doc, seconds=time.perf_counter() - t0, sha256=sha)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _export_program(module: Any, input_size: tuple[int, int, int], plan: "BatchPlan") -> Any:
@@ -157,7 +134,7 @@ def _export_program(module: Any, input_size: tuple[int, int, int], plan: "BatchP
         with torch.no_grad():
             return torch.export.export(module, (example,), dynamic_shapes=shapes)
     except Exception as exc:
-        raise ExportError(f"torch.export cannot capture the model for AOTInductor: {_first_line(exc)}") from None
+        raise ExportError(f"torch.export cannot capture the model for AOTInductor: {describe_exception(exc)}") from None
 
 
 def package_metadata(input_size: tuple[int, int, int], num_classes: int) -> dict[str, str]:
@@ -178,7 +155,7 @@ def _compile(program: Any, target: Path, metadata: dict[str, str]) -> None:
             torch._inductor.aoti_compile_and_package(program, package_path=str(target),
                                                      inductor_configs={"aot_inductor.metadata": metadata})
     except Exception as exc:
-        raise ExportError(f"AOTInductor cannot compile the model: {_first_line(exc)}") from None
+        raise ExportError(f"AOTInductor cannot compile the model: {describe_exception(exc)}") from None
 
 
 def _verify(module: Any, package: Path, input_size: tuple[int, int, int], plan: "BatchPlan") -> dict[str, Any]:
@@ -199,7 +176,17 @@ def _verify(module: Any, package: Path, input_size: tuple[int, int, int], plan: 
             "tolerance": tol, "passed": diff <= tol}
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
-    return f"{type(exc).__name__}: {line[:300]}" if line else type(exc).__name__
+def _document(spec: Any, plan: Any, compile_s: float, verification: dict[str, Any] | None) -> dict[str, Any]:
+    import torch
+
+    from clsx.exporter.onnx_export import io_entries
+
+    inputs, outputs = io_entries(spec, plan)
+    if plan.dynamic:
+        inputs[0]["max_batch"] = plan.max or DEFAULT_MAX_BATCH
+    return make_document(
+        spec, artifact="aoti", precision="fp32", inputs=inputs, outputs=outputs,
+        producer={"exporter": "aoti", "torch": torch.__version__, "device": "cpu", "batch": plan.to_dict(),
+                  "compile_seconds": round(compile_s, 1)},
+        verification=verification,
+    )

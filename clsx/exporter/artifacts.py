@@ -17,18 +17,18 @@ a temporary folder beside the output where the checker and ONNX Runtime load it 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import os
 import re
-import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
-from clsx.errors import ClsxError, OutputExistsError
-from clsx.metadata import atomic_write_bytes, embed_in_onnx, sidecar_path, write_sidecar
+from clsx.core import files
+from clsx.core.errors import ClsxError
+from clsx.core.files import OutputSet, sha256_bytes, sha256_file, temp_folder
+from clsx.core.metadata import dumps, embed_in_onnx, sidecar_path
 
 if TYPE_CHECKING:
     import onnx
@@ -132,33 +132,14 @@ def failed_path_for(path: Path) -> Path:
     return path.with_name(f"{_stem_of(path)}.{FAILED_TAG}.onnx")
 
 
-def check_writable(path: Path) -> None:
-    """Fail early, before any work, when ``path``'s folder cannot take a new file."""
-    folder = path.parent
-    if not folder.exists():
-        raise ExportError(f"cannot write {path}: folder {folder} does not exist")
-    if not folder.is_dir():
-        raise ExportError(f"cannot write {path}: {folder} is not a folder")
-    if path.is_dir():
-        raise ExportError(f"cannot write {path}: it is a folder")
-    try:  # os.access lies for root and on read-only mounts: try for real
-        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=folder)
-    except OSError as exc:
-        raise ExportError(f"cannot write {path}: {exc.strerror or exc}") from None
-    os.close(fd)
-    os.unlink(probe)
+def onnx_outputs(paths: list[Path]) -> list[Path]:
+    """Every file the ONNX outputs ``paths`` may occupy: each graph and its external data file."""
+    return [q for path in paths for q in (outputs_of(path) if path.suffix.lower() == ".onnx" else [path])]
 
 
 def refuse_existing(paths: list[Path], *, force: bool) -> None:
-    """Raise :class:`OutputExistsError` for the first existing output unless ``force``. An ONNX path
-    also covers its possible external data file ``<path>.data``."""
-    for p in [q for path in paths for q in (outputs_of(path) if path.suffix.lower() == ".onnx" else [path])]:
-        if p.exists() and not force:
-            raise OutputExistsError(f"{p} already exists; pass --force to overwrite it")
-
-
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+    """:func:`clsx.core.files.refuse_existing` over the outputs and their possible ``<path>.data``."""
+    files.refuse_existing(onnx_outputs(paths), force=force)
 
 
 def needs_external_data(model: "onnx.ModelProto") -> bool:
@@ -181,14 +162,6 @@ def serialize(model: "onnx.ModelProto") -> bytes:
         return model.SerializeToString()
     except Exception as exc:  # protobuf: "Failed to serialize proto" / "exceeds maximum protobuf size of 2GB"
         raise ExportError(f"the graph cannot be serialized as one protobuf ({exc}); it is above 2 GiB") from None
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 24), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 STAGED_GRAPH, STAGED_DATA = "model.onnx", "model.onnx" + DATA_SUFFIX
@@ -249,7 +222,7 @@ def stage(model: "onnx.ModelProto", folder: Path) -> StagedOnnx:
                         location=STAGED_DATA, size_threshold=1024, convert_attribute=False)
     else:
         _relocate(model, STAGED_DATA)
-        atomic_write_bytes(folder / STAGED_GRAPH, serialize(model))
+        (folder / STAGED_GRAPH).write_bytes(serialize(model))  # inside a private temporary folder
     data = folder / STAGED_DATA
     if not data.is_file():  # every tensor below the 1 KiB threshold: cannot happen for a 2 GiB graph
         raise ExportError("the external-data export wrote no weights file")
@@ -265,15 +238,10 @@ def _relocate(model: "onnx.ModelProto", location: str) -> None:
                     entry.value = location
 
 
-@contextlib.contextmanager
-def staging_folder(near: Path) -> Iterator[Path]:
+def staging_folder(near: Path):
     """A temporary folder beside ``near`` (same file system: the weights file is renamed, not copied),
     removed with whatever is left in it."""
-    folder = Path(tempfile.mkdtemp(prefix=f".{near.name}.", suffix=".tmp", dir=near.parent))
-    try:
-        yield folder
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+    return temp_folder(near)
 
 
 @contextlib.contextmanager
@@ -321,7 +289,7 @@ def runnable(model: "onnx.ModelProto") -> Iterator["bytes | str"]:
         return
     with tempfile.TemporaryDirectory(prefix="clsx-ort-") as tmp:
         with weights_outside(model, Path(tmp)):
-            atomic_write_bytes(Path(tmp) / STAGED_GRAPH, serialize(model))
+            (Path(tmp) / STAGED_GRAPH).write_bytes(serialize(model))
         yield str(Path(tmp) / STAGED_GRAPH)
 
 
@@ -353,7 +321,7 @@ def with_metadata(model_bytes: bytes, doc: Mapping[str, Any]) -> bytes:
 
 def strip_clsx_metadata(model: "onnx.ModelProto") -> None:
     """Drop an older clsx entry (so :func:`with_metadata` never leaves two)."""
-    from clsx.metadata import ONNX_METADATA_KEY
+    from clsx.core.metadata import ONNX_METADATA_KEY
 
     props = model.metadata_props
     for i in reversed(range(len(props))):
@@ -361,27 +329,16 @@ def strip_clsx_metadata(model: "onnx.ModelProto") -> None:
             del props[i]
 
 
-def _honour_umask(path: Path) -> None:
-    """Temporary files are created 0600; give the final file the permissions a plain open() would."""
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(path, 0o666 & ~mask)
-
-
-def write_onnx(path: Path, model_bytes: bytes, doc: Mapping[str, Any]) -> tuple[bytes, str]:
-    """Write ``model_bytes`` with ``doc`` embedded to ``path`` atomically, then the sidecar.
-    Returns (file bytes, sha256). If the sidecar cannot be written the model file is removed again,
-    so the pair is all or nothing. A data file left at ``<path>.data`` by an earlier, larger export
-    to the same path (overwritten with --force) is removed: it no longer belongs to anything."""
+def write_onnx(path: Path, model_bytes: bytes, doc: Mapping[str, Any], *, force: bool = False) -> tuple[bytes, str]:
+    """Publish ``model_bytes`` with ``doc`` embedded at ``path`` and the sidecar beside it, together
+    (:class:`~clsx.core.files.OutputSet`). Returns (file bytes, sha256). A data file left at
+    ``<path>.data`` by an earlier, larger export to the same path (overwritten with --force) is
+    removed: it no longer belongs to anything."""
     data = with_metadata(model_bytes, doc)
-    atomic_write_bytes(path, data)
-    try:
-        _honour_umask(path)
-        side = write_sidecar(path, doc)
-        _honour_umask(side)
-    except BaseException:
-        path.unlink(missing_ok=True)
-        raise
+    side = sidecar_path(path)
+    with OutputSet([path, side], force=force) as out:
+        out.write_bytes(path, data)
+        out.write_text(side, dumps(doc))
     data_path_for(path).unlink(missing_ok=True)
     return data, sha256_bytes(data)
 
@@ -397,13 +354,13 @@ class Written:
     data: bytes | None
 
 
-def commit(staged: StagedOnnx, path: Path, doc: Mapping[str, Any]) -> Written:
-    """Write a staged graph with ``doc`` to ``path`` (and for external data its weights to
-    ``<path>.data``), then the sidecar. All or nothing: on failure no output is left behind."""
+def commit(staged: StagedOnnx, path: Path, doc: Mapping[str, Any], *, force: bool = False) -> Written:
+    """Publish a staged graph with ``doc`` at ``path`` (and for external data its weights at
+    ``<path>.data``) with its sidecar: all three together, or none."""
     doc = dict(doc)
     if not staged.external:
         assert staged.data is not None
-        data, sha = write_onnx(path, staged.data, doc)
+        data, sha = write_onnx(path, staged.data, doc, force=force)
         return Written(doc=doc, sha256=sha, nbytes=len(data), data=data)
     assert staged.folder is not None and staged.graph is not None
     target = data_path_for(path)
@@ -412,16 +369,12 @@ def commit(staged: StagedOnnx, path: Path, doc: Mapping[str, Any]) -> Written:
     strip_clsx_metadata(staged.graph)
     embed_in_onnx(staged.graph, doc)
     graph_bytes = serialize(staged.graph)
-    os.replace(staged.folder / STAGED_DATA, target)
+    side = sidecar_path(path)
     try:
-        _honour_umask(target)
-        atomic_write_bytes(path, graph_bytes)
-        _honour_umask(path)
-        _honour_umask(write_sidecar(path, doc))
-    except BaseException:
-        for q in (path, target):
-            q.unlink(missing_ok=True)
-        raise
+        with OutputSet([path, target, side], force=force) as out:
+            os.replace(staged.folder / STAGED_DATA, out.temp(target))  # same folder: a rename, not a copy
+            out.write_bytes(path, graph_bytes)
+            out.write_text(side, dumps(doc))
     finally:
         _relocate(staged.graph, STAGED_DATA)
     return Written(doc=doc, sha256=sha256_bytes(graph_bytes), nbytes=len(graph_bytes) + staged.weights_bytes, data=None)

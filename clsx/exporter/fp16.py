@@ -33,11 +33,13 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
-from clsx.errors import GateFailedError
+from clsx.core.optional import require
+from clsx.core.errors import GateFailedError
+from clsx.core.files import first_line, describe_exception
+from clsx.core.files import check_writable, sha256_file
 from clsx.exporter.artifacts import (
     ExportError,
     ExportResult,
-    check_writable,
     commit,
     failed_path_for,
     fp16_path_for,
@@ -45,7 +47,6 @@ from clsx.exporter.artifacts import (
     refuse_existing,
     remove_quietly,
     runnable,
-    sha256_file,
     stage,
     staging_folder,
 )
@@ -96,9 +97,9 @@ def name_nodes(graph: Any) -> None:
 def activation_ranges(model: "onnx.ModelProto", x: np.ndarray, chunk: int | None, pad: bool) -> dict[str, float]:
     """Max |value| of every float tensor of ``model`` (inputs and intermediates) over ``x``
     (``model`` is unchanged afterwards)."""
-    import onnxruntime as ort
-
     from clsx.exporter.verify import run_chunked
+
+    ort = require("onnxruntime", purpose="FP16 conversion (activation ranges)")
 
     inferred = infer_shapes(model)
     float_values = [vi for vi in inferred.graph.value_info if vi.type.tensor_type.elem_type == FLOAT]
@@ -307,6 +308,7 @@ def fp16_from_fp32(
     fp32_logits: dict[str, np.ndarray] | None = None,
     verify_photos: int | None = None,
     t0: float | None = None,
+    force: bool = False,
 ) -> ExportResult:
     """Convert, verify against the FP32 graph on ORT (reusing its logits when given) and write ``dst``.
 
@@ -315,7 +317,7 @@ def fp16_from_fp32(
     The FP16 graph is half the size of the FP32 one, so an FP32 graph with external data usually
     gives a self-contained FP16 file; one still at 2 GiB or more gets its own ``<dst>.data``."""
     from clsx.exporter.verify import Verification, check_graph, default_photos, make_probe
-    from clsx.metadata import make_document, spec_of
+    from clsx.core.metadata import make_document, spec_of
 
     t0 = time.perf_counter() if t0 is None else t0
     spec = spec_of(fp32_doc)
@@ -350,12 +352,12 @@ def fp16_from_fp32(
         )
         if verification is not None and not verification.passed:
             failed = failed_path_for(dst)
-            commit(staged, failed, doc)
+            commit(staged, failed, doc, force=True)  # a diagnostic copy: the last one counts
             raise GateFailedError(
                 f"FP16 verification failed for {spec.ref} ({'; '.join(verification.reasons)}); "
                 f"the graph was kept as {failed} for inspection"
             )
-        written = commit(staged, dst, doc)
+        written = commit(staged, dst, doc, force=force)
     remove_quietly(failed_path_for(dst))
     log.info("wrote %s (%s, sha256 %s)", dst, staged.describe(dst), written.sha256[:12])
     return ExportResult(
@@ -367,7 +369,6 @@ def fp16_from_fp32(
 def _verify_fp16(fp16_model: "bytes | str", fp32_model: "bytes | str | None", probe: "Probe", fp32_logits: dict | None,
                  *, real_weights: bool) -> "Verification":
     """ONNX Runtime: the FP16 graph vs the FP32 graph on the same photos and random input."""
-    from clsx.exporter.onnx_export import _first_line
     from clsx.exporter.verify import FP16_VS_FP32, OrtRunner, Verification, compare
 
     t = time.perf_counter()
@@ -380,7 +381,7 @@ def _verify_fp16(fp16_model: "bytes | str", fp32_model: "bytes | str | None", pr
         got = runner.logits(probe)
     except Exception as exc:  # ORT refuses or crashes on the graph
         v = Verification(reference="onnx fp32", candidate="onnx fp16",
-                         reasons=[f"onnxruntime cannot run the FP16 graph: {_first_line(exc)}"])
+                         reasons=[f"onnxruntime cannot run the FP16 graph: {describe_exception(exc)}"])
         log.error("verification: %s", v.reasons[0])
         return v
     v = compare(fp32_logits, got, tolerance=FP16_VS_FP32, real_weights=real_weights, reference="onnx fp32",
@@ -403,7 +404,7 @@ def convert_fp16(
     """
     import onnx
 
-    from clsx.metadata import MetadataError, read_onnx_metadata
+    from clsx.core.metadata import MetadataError, read_onnx_metadata
 
     t0 = time.perf_counter()
     src = Path(src_onnx)
@@ -417,15 +418,15 @@ def convert_fp16(
         out = out / fp16_path_for(src).name
     if out.suffix.lower() != ".onnx":
         raise ExportError(f"cannot write {out}: the output must be a .onnx file or an existing folder")
-    check_writable(out)
+    check_writable(out, error=ExportError)
     refuse_existing([out], force=force)
     try:
         model = onnx.load(str(src))  # weights in <src>.data (a graph of 2 GiB or more) are read too
     except Exception as exc:
         raise MetadataError(f"{src}: not a readable ONNX file, or its external data is missing ({type(exc).__name__}: "
-                            f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''})") from None
+                            f"{first_line(exc)})") from None
     res = fp16_from_fp32(model, sha256_file(src), doc, out, fp32_source=str(src), verify=verify,
-                         verify_photos=verify_photos, t0=t0)
+                         verify_photos=verify_photos, t0=t0, force=force)
     return ExportResult(
         path=res.path, fp32_path=src, metadata=res.metadata, exporter=res.exporter, verification=res.verification,
         seconds=time.perf_counter() - t0, fp16_path=res.path, sha256=res.sha256,

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import logging
-import re
 import tempfile
 import time
 import warnings
@@ -39,12 +38,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from clsx.errors import ClsxError, GateFailedError, SpecError
+from clsx.core.errors import ClsxError, GateFailedError, SpecError
+from clsx.core.files import check_writable, describe_exception
 from clsx.exporter.artifacts import (
     ExportError,
     ExportResult,
     StagedOnnx,
-    check_writable,
     commit,
     failed_path_for,
     fp16_path_for,
@@ -63,7 +62,7 @@ if TYPE_CHECKING:
     from torch import nn
 
     from clsx.exporter.verify import Probe, Verification
-    from clsx.spec import ModelSpec
+    from clsx.core.spec import ModelSpec
     from clsx.zoo import LoadedModel
 
 log = logging.getLogger(__name__)
@@ -129,7 +128,7 @@ def plan_outputs(name: str, out: str | Path | None, *, fp16: bool, force: bool) 
     """The FP32 (and FP16) output paths for model ``name``; fails fast when they cannot be written."""
     fp32 = resolve_output(out, name)
     fp16_path = fp16_path_for(fp32) if fp16 else None
-    check_writable(fp32)
+    check_writable(fp32, error=ExportError)
     refuse_existing([p for p in (fp32, fp16_path) if p is not None], force=force)
     return fp32, fp16_path
 
@@ -149,25 +148,6 @@ def preflight(name: str, out: str | Path | None = None, *, opset: int | None = N
 
 class _ExporterFailed(Exception):
     """One exporter could not produce the graph (the other may)."""
-
-
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
-
-
-def _first_line(exc: BaseException) -> str:
-    """``Type: first line`` of an exception, plus the first line of its root cause: torch's exporter
-    errors say which export step failed, their cause says why."""
-
-    def one(e: BaseException) -> str:
-        text = _ANSI.sub("", str(e)).strip()
-        line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
-        return f"{type(e).__name__}: {line[:300]}" if line else type(e).__name__
-
-    root, seen = exc, {id(exc)}
-    while root.__cause__ is not None and id(root.__cause__) not in seen:
-        root = root.__cause__
-        seen.add(id(root))
-    return one(exc) if root is exc else f"{one(exc)} (cause: {one(root)})"
 
 
 def fold_batchnorm(module: "nn.Module") -> "nn.Module | None":
@@ -192,7 +172,7 @@ def fold_batchnorm(module: "nn.Module") -> "nn.Module | None":
             warnings.simplefilter("ignore")
             gm = torch.fx.symbolic_trace(module)
     except Exception as exc:  # symbolic tracing fails on data-dependent Python control flow
-        log.debug("BatchNorm folding skipped (torch.fx cannot trace the model: %s)", _first_line(exc))
+        log.debug("BatchNorm folding skipped (torch.fx cannot trace the model: %s)", describe_exception(exc))
         return None
     modules = dict(gm.named_modules())
     calls = collections.Counter(n.target for n in gm.graph.nodes if n.op == "call_module")
@@ -241,7 +221,7 @@ def _dynamo(module: "nn.Module", example: Any, plan: BatchPlan, opset: int, work
                 input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], dynamic_shapes=dynamic_shapes, opset_version=opset,
             )
     except Exception as exc:
-        raise _ExporterFailed(_first_line(exc)) from exc
+        raise _ExporterFailed(describe_exception(exc)) from exc
     weights = sum(int(v.const_value.nbytes) for v in program.model.graph.initializers.values() if v.const_value is not None)
     if weights < artifacts.SINGLE_FILE_LIMIT:
         return program.model_proto
@@ -267,7 +247,7 @@ def _torchscript(module: "nn.Module", example: Any, plan: BatchPlan, opset: int)
                     input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], dynamic_axes=axes, opset_version=opset,
                 )
         except Exception as exc:
-            raise _ExporterFailed(_first_line(exc)) from exc
+            raise _ExporterFailed(describe_exception(exc)) from exc
         # external data files of a large model are read back into the proto; stage() writes them out again as one file
         return onnx.load(str(path))
 
@@ -437,7 +417,7 @@ def export_onnx(
     (``verify_photos``: how many sample photos; default all 17 for real weights, 8 for random
     weights); ``force``: overwrite existing outputs.
 
-    Raises :class:`ExportError`/:class:`~clsx.errors.OutputExistsError`/:class:`SpecError` (exit 1)
+    Raises :class:`ExportError`/:class:`~clsx.core.errors.OutputExistsError`/:class:`SpecError` (exit 1)
     for requests that cannot be served and :class:`GateFailedError` (exit 3) when verification fails.
     """
     t0 = time.perf_counter()
@@ -470,7 +450,7 @@ def export_onnx(
         staged = stage(model, workdir)  # once: the checker, ONNX Runtime and the file all use it
         log.info("exported %s with the %s exporter (opset %d, %s) in %.1f s", spec.ref, exporter, opset_n,
                  "dynamic batch" if plan.dynamic else f"batch fixed at {plan.size}", time.perf_counter() - t0)
-        written, _, probe, fp32_logits = _check_and_write(staged, loaded, reference, fp32_path, verify=verify,
+        written, _, probe, fp32_logits = _check_and_write(staged, loaded, reference, fp32_path, verify=verify, force=force,
                                                           exporter=exporter, opset=opset_n, plan=plan, notes=notes)
     doc = written.doc
     fp32_result = ExportResult(
@@ -488,7 +468,7 @@ def export_onnx(
 
         model = onnx.load(str(fp32_path))
     res16 = fp16_from_fp32(model, written.sha256, doc, fp16_path, fp32_source=written.data or str(fp32_path),
-                           verify=verify, probe=probe, fp32_logits=fp32_logits, verify_photos=verify_photos, t0=t0)
+                           verify=verify, probe=probe, fp32_logits=fp32_logits, verify_photos=verify_photos, t0=t0, force=force)
     return ExportResult(
         path=res16.path, fp32_path=fp32_path, metadata=res16.metadata, exporter=exporter,
         verification=res16.verification, seconds=time.perf_counter() - t0, fp16_path=res16.path,
@@ -497,12 +477,12 @@ def export_onnx(
 
 
 def _check_and_write(staged: StagedOnnx, loaded: "LoadedModel", reference: "Future | None", fp32_path: Path, *,
-                     verify: bool, exporter: str, opset: int, plan: BatchPlan, notes: dict[str, Any],
+                     verify: bool, force: bool, exporter: str, opset: int, plan: BatchPlan, notes: dict[str, Any],
                      ) -> tuple[Any, "Verification | None", "Probe | None", dict | None]:
     """onnx.checker, ONNX Runtime vs torch, then the file under its final (or FAILED) name.
     Returns (what was written, verification, probe, ONNX logits)."""
     from clsx.exporter.verify import Verification, check_graph
-    from clsx.metadata import make_document
+    from clsx.core.metadata import make_document
 
     spec = loaded.spec
     verification: Verification | None = None
@@ -524,12 +504,12 @@ def _check_and_write(staged: StagedOnnx, loaded: "LoadedModel", reference: "Futu
     )
     if verification is not None and not verification.passed:
         failed = failed_path_for(fp32_path)
-        commit(staged, failed, doc)
+        commit(staged, failed, doc, force=True)  # a diagnostic copy: the last one counts
         raise GateFailedError(
             f"verification failed for {spec.ref} ({'; '.join(verification.reasons)}); "
             f"the graph was kept as {failed}{' (+ its .data file)' if staged.external else ''} for inspection"
         )
-    written = commit(staged, fp32_path, doc)
+    written = commit(staged, fp32_path, doc, force=force)
     remove_quietly(failed_path_for(fp32_path))
     log.info("wrote %s (%s, sha256 %s)", fp32_path, staged.describe(fp32_path), written.sha256[:12])
     return written, verification, probe, fp32_logits
@@ -549,12 +529,12 @@ def _verify_fp32(model: "bytes | str", loaded: "LoadedModel", reference: "Future
     except ClsxError:
         raise
     except Exception as exc:
-        raise ExportError(f"the torch model itself fails on the verification photos: {_first_line(exc)}") from None
+        raise ExportError(f"the torch model itself fails on the verification photos: {describe_exception(exc)}") from None
     try:
         runner = OrtRunner(model)
         got = runner.logits(probe)
     except Exception as exc:  # ORT refuses or crashes on the graph
-        v = Verification(reference="torch", candidate="onnx fp32", reasons=[f"onnxruntime cannot run the graph: {_first_line(exc)}"])
+        v = Verification(reference="torch", candidate="onnx fp32", reasons=[f"onnxruntime cannot run the graph: {describe_exception(exc)}"])
         log.error("verification: %s", v.reasons[0])
         return v, probe, None
     kw = dict(tolerance=FP32_VS_TORCH, real_weights=spec.weights != "random", reference="torch",

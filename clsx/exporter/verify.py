@@ -4,7 +4,7 @@ Every graph clsx writes is checked right after export, before it gets its final 
 
 1. ``onnx.checker`` accepts it;
 2. ONNX Runtime (CPU) runs it on **real photos** (the 17 that scikit-image and scikit-learn ship;
-   the first 8 for random-weight models), preprocessed by :mod:`clsx.preprocess` exactly as at
+   the first 8 for random-weight models), preprocessed by :mod:`clsx.core.preprocess` exactly as at
    inference time, and on **random input**;
 3. its logits are compared with the reference's on the same tensors: torch for an FP32 export, the
    FP32 graph on ONNX Runtime for an FP16 conversion.
@@ -60,8 +60,10 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
-from clsx.errors import ClsxError
-from clsx.spec import PreprocessSpec
+from clsx.core.optional import require
+from clsx.core.files import first_line
+from clsx.core.errors import ClsxError
+from clsx.core.spec import PreprocessSpec
 
 if TYPE_CHECKING:
     import onnx
@@ -121,8 +123,8 @@ _EXECUTOR: ThreadPoolExecutor | None = None
 
 
 def _load_photos(pre: PreprocessSpec, limit: int | None) -> tuple[np.ndarray, tuple[str, ...]]:
-    from clsx import samples
-    from clsx.preprocess import preprocess_batch
+    from clsx.zoo import samples
+    from clsx.core.preprocess import preprocess_batch
 
     paths = samples.photo_paths()
     if limit is not None:
@@ -299,7 +301,7 @@ class OrtRunner:
     path (a graph with external data: ONNX Runtime finds ``<file>.data`` beside it)."""
 
     def __init__(self, model_bytes: "bytes | str") -> None:
-        import onnxruntime as ort
+        ort = require("onnxruntime", purpose="verifying exported graphs")
 
         so = ort.SessionOptions()
         so.log_severity_level = 3  # errors only; ORT's warnings would clutter clsx's stderr
@@ -326,7 +328,7 @@ def check_graph(model: "bytes | str | onnx.ModelProto") -> str | None:
     try:
         onnx.checker.check_model(model)
     except (onnx.checker.ValidationError, ValueError) as exc:
-        return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return first_line(exc)
     return None
 
 
@@ -433,7 +435,7 @@ def compare(ref: dict[str, np.ndarray], cand: dict[str, np.ndarray], *, toleranc
     (set name -> float64 logits of the same model) and ``variants`` (set name -> other FP32
     evaluations of it) arbitrate sets that miss it (module docstring). Sets that missed and still
     need a float64 judgement are listed in ``missed_sets``."""
-    from clsx.agreement import compare as agreement
+    from clsx.core.agreement import compare as agreement
 
     v = Verification(reference=reference, candidate=candidate, rel_tolerance=tolerance.rel,
                      min_top1=tolerance.min_top1, agreement_gated=real_weights)

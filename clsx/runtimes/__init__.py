@@ -2,7 +2,7 @@
 
 ``clsx.open(target)`` picks the backend (see :mod:`clsx.runtimes.registry`) and returns a
 :class:`~clsx.runtimes.base.Runtime`; backend modules and their libraries are imported only when a
-runtime of theirs is opened. The TensorRT engine builder lives beside them (``tensorrt_build``).
+runtime of theirs is opened. Only runners live here: the TensorRT engine builder is :mod:`clsx.exporter.engine`.
 """
 
 from __future__ import annotations

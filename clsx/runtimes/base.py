@@ -10,7 +10,6 @@ frees it. ``run`` activates on first use, and ``with runtime:`` activates and de
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -18,8 +17,8 @@ from typing import Any, ClassVar, Mapping
 
 import numpy as np
 
-from clsx.errors import ClsxError, SpecError
-from clsx.spec import ModelSpec, PreprocessOverrides, resolve_preprocess
+from clsx.core.errors import ClsxError, SpecError
+from clsx.core.spec import ModelSpec, PreprocessOverrides, resolve_preprocess
 
 log = logging.getLogger(__name__)
 
@@ -71,14 +70,6 @@ def parse_device(device: str | Device | None) -> Device:
     if kind not in ("auto", "cpu", "cuda", "tensorrt") or (index and not index.isdigit()) or (index and kind in ("auto", "cpu")):
         raise DeviceError(f"unknown device {device!r}: use auto, cpu, cuda[:N] or (ONNX Runtime) tensorrt[:N]")
     return Device(kind, int(index) if index else 0)
-
-
-def cpu_cores() -> int:
-    """CPU cores this process may use (the affinity mask, not the host's count, inside containers)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # macOS, Windows
-        return max(1, os.cpu_count() or 1)
 
 
 class Runtime:

@@ -16,9 +16,11 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from clsx._optional import require
-from clsx.runtimes.base import DeviceError, Runtime, TensorInfo, cpu_cores, io_from_document
-from clsx.spec import ModelSpec, PreprocessOverrides
+from clsx.core.files import first_line
+from clsx.core.optional import require
+from clsx.core.machine import cpu_cores
+from clsx.runtimes.base import DeviceError, Runtime, TensorInfo, io_from_document
+from clsx.core.spec import ModelSpec, PreprocessOverrides
 
 log = logging.getLogger(__name__)
 
@@ -70,13 +72,13 @@ class OnnxRuntime(Runtime):
     def metadata(self) -> dict[str, Any]:
         """The clsx metadata document inside the ONNX file (or its sidecar)."""
         if self._doc is None:
-            from clsx.metadata import read_metadata
+            from clsx.core.metadata import read_metadata
 
             self._doc = read_metadata(self.target)
         return self._doc
 
     def load_spec(self) -> ModelSpec:
-        from clsx.metadata import MetadataError, spec_of
+        from clsx.core.metadata import MetadataError, spec_of
 
         try:
             return spec_of(self.metadata())
@@ -85,7 +87,7 @@ class OnnxRuntime(Runtime):
 
     def io_impl(self) -> tuple[list[TensorInfo], list[TensorInfo]]:
         if self._session is None:
-            from clsx.metadata import MetadataError
+            from clsx.core.metadata import MetadataError
 
             try:
                 doc_io = io_from_document(self.metadata())
@@ -147,9 +149,9 @@ class OnnxRuntime(Runtime):
         try:
             session = ort.InferenceSession(str(self.target), sess_options=self.session_options(ort), providers=chain)
         except Exception as exc:  # ORT raises its own Fail/InvalidGraph/... types
-            from clsx.errors import ClsxError
+            from clsx.core.errors import ClsxError
 
-            raise ClsxError(f"{self.target}: ONNX Runtime cannot load it ({type(exc).__name__}: {str(exc).strip().splitlines()[0]})") from None
+            raise ClsxError(f"{self.target}: ONNX Runtime cannot load it ({type(exc).__name__}: {first_line(exc)})") from None
         loaded = session.get_providers()
         dropped = [p for p in self._requested if p not in loaded and p != CPU]
         if dropped:
@@ -167,7 +169,7 @@ class OnnxRuntime(Runtime):
 
     def _warn_if_tensorrt_int8_layout(self) -> None:
         """The default INT8 layout is TensorRT's; ONNX Runtime's CPU kernels cannot fuse it (see clsx.calib.quantize)."""
-        from clsx.metadata import MetadataError
+        from clsx.core.metadata import MetadataError
 
         try:
             calibration = self.metadata().get("calibration") or {}
@@ -196,7 +198,7 @@ class OnnxRuntime(Runtime):
         return self._session.run([self._out_name], {self._in_name: batch})[0]
 
     def describe_impl(self) -> str:
-        import onnxruntime as ort
+        ort = require("onnxruntime", purpose="the onnxrt backend")
 
         loaded = self._session.get_providers()
         note = ""

@@ -19,7 +19,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from clsx.errors import ClsxError
+from clsx.core.errors import ClsxError
 
 if TYPE_CHECKING:
     from clsx.runtimes.base import Runtime

@@ -2,7 +2,7 @@
 
 The plan stays raw (trtexec and C++ TensorRT load it unchanged); the clsx document lives in the
 sidecar ``<plan>.json``, whose ``tensorrt.flavour`` says which library built it (``tensorrt`` or
-``tensorrt_rtx``). Before deserializing, :func:`clsx.runtimes._trt.check_engine_compatible` compares
+``tensorrt_rtx``). Before deserializing, :func:`clsx.runtimes.trt_lib.check_engine_compatible` compares
 the sidecar's flavour/version/compute capability with this machine, so a mismatch is one clear line
 instead of an opaque TensorRT failure.
 
@@ -20,10 +20,10 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from clsx._optional import require
-from clsx.errors import ClsxError
+from clsx.core.optional import require
+from clsx.core.errors import ClsxError
 from clsx.runtimes.base import DeviceError, Runtime, TensorInfo, io_from_document
-from clsx.spec import ModelSpec, PreprocessOverrides
+from clsx.core.spec import ModelSpec, PreprocessOverrides
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ class TensorRTRuntime(Runtime):
     def metadata(self) -> dict[str, Any]:
         """The sidecar document (``<plan>.json``); engines without one are refused."""
         if self._doc is None:
-            from clsx.metadata import read_metadata
+            from clsx.core.metadata import read_metadata
 
             self._doc = read_metadata(self.target)
         return self._doc
@@ -95,7 +95,7 @@ class TensorRTRuntime(Runtime):
         return flavour
 
     def load_spec(self) -> ModelSpec:
-        from clsx.metadata import spec_of
+        from clsx.core.metadata import spec_of
 
         return spec_of(self.metadata())
 
@@ -115,7 +115,7 @@ class TensorRTRuntime(Runtime):
     # -- lifecycle --------------------------------------------------------------------------------
 
     def activate_impl(self) -> None:
-        from clsx.runtimes._trt import check_engine_compatible, import_tensorrt, make_logger
+        from clsx.runtimes.trt_lib import check_engine_compatible, import_tensorrt, make_logger
 
         doc = self.metadata()
         check_engine_compatible(doc, device=self.device.index)

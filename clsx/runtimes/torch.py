@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
-from clsx._optional import require
-from clsx.errors import SpecError
+from clsx.core.optional import require
+from clsx.core.errors import SpecError
 from clsx.runtimes.base import DeviceError, Runtime, TensorInfo, spec_io
-from clsx.spec import ModelSpec, PreprocessOverrides
+from clsx.core.spec import ModelSpec, PreprocessOverrides
 
 if TYPE_CHECKING:
     from clsx.zoo import LoadedModel

@@ -5,7 +5,7 @@
 - :mod:`clsx.scale.triton_repo`: ``clsx triton-repo``, a Triton Inference Server model repository
   (``config.pbtxt`` + labels) written from the artifacts' metadata.
 
-Both read the same artifact metadata (:mod:`clsx.metadata`) as every other clsx path, so the model,
+Both read the same artifact metadata (:mod:`clsx.core.metadata`) as every other clsx path, so the model,
 its preprocessing and its labels stay the same whichever engine runs it. Ray and tritonclient are
 optional and imported only by the functions that need them.
 """

@@ -3,14 +3,14 @@
 The pipeline, for a folder (or bucket) of images::
 
     driver: list images in sorted order  ──▶  ray.data.from_items([index, name, path])
-      ──▶ map_batches(read + preprocess)     Ray tasks: clsx.preprocess, per-image errors kept
+      ──▶ map_batches(read + preprocess)     Ray tasks: clsx.core.preprocess, per-image errors kept
       ──▶ map_batches(_ClassifierActor)      an actor pool: one clsx Classifier per actor, the model
                                              loaded once per actor (CPU, or GPUs per worker)
-      ──▶ driver: reorder by index, write rows with clsx.infer's CsvWriter / JsonlWriter
+      ──▶ driver: reorder by index, write rows with clsx.predict.sinks' CsvWriter / JsonlWriter
 
-What stays identical to local ``clsx infer``: the listing (:func:`clsx.infer.iter_image_paths` for
-local paths), the preprocessing (:mod:`clsx.preprocess`, with the spec resolved once on the driver
-and shipped to every task and actor), the error texts (:func:`clsx.infer._load`), the top-k
+What stays identical to local ``clsx infer``: the listing (:func:`clsx.predict.listing.iter_image_paths` for
+local paths), the preprocessing (:mod:`clsx.core.preprocess`, with the spec resolved once on the driver
+and shipped to every task and actor), the error texts (:func:`clsx.predict.pipeline.decode`), the top-k
 (:meth:`clsx.Classifier.classify`) and the writers. So the output is row-for-row the local one.
 
 Resources (:func:`plan_resources`): an actor pool that reserves whole CPUs can leave the read tasks
@@ -37,7 +37,6 @@ import re
 import socket
 import sys
 import tempfile
-import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -45,12 +44,16 @@ from typing import Any, Iterator, Mapping, Sequence, TextIO
 
 import numpy as np
 
-from clsx._optional import require
-from clsx.errors import ClsxError, OutputExistsError
-from clsx.infer import FORMATS, InferSummary, _atomic_text, _load, _Progress, iter_image_paths, make_writer
-from clsx.preprocess import IMAGE_EXTENSIONS, preprocess
-from clsx.runtimes.base import cpu_cores
-from clsx.spec import ModelSpec, PreprocessSpec
+from clsx.core.optional import require
+from clsx.core.errors import ClsxError
+from clsx.core.files import first_line, text_output
+from clsx.core.machine import cpu_cores
+from clsx.predict.listing import iter_image_paths
+from clsx.predict.pipeline import batched, decode
+from clsx.predict.sinks import InferSummary, make_writer, stream_rows
+from clsx.tools.infer import check_request, finish
+from clsx.core.preprocess import IMAGE_EXTENSIONS, preprocess
+from clsx.core.spec import ModelSpec, PreprocessSpec
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +163,7 @@ def is_uri(path: str | os.PathLike) -> bool:
 
 
 def list_images(paths: Sequence[str | os.PathLike], filesystem: Any = None) -> ImageList:
-    """Local paths: exactly :func:`clsx.infer.iter_image_paths` (so rows match ``clsx infer``).
+    """Local paths: exactly :func:`clsx.predict.listing.iter_image_paths` (so rows match ``clsx infer``).
     URIs (or paths inside ``filesystem``): listed recursively through pyarrow, image extensions only,
     sorted by path components."""
     uris = [os.fspath(p) for p in paths if is_uri(p)]
@@ -211,7 +214,7 @@ def _list_fs(fs_mod: Any, fs: Any, given: str, root: str) -> Iterator[tuple[str,
 
 
 class _Preprocessor:
-    """The part of a Classifier the read tasks need: ``load`` = clsx.preprocess with the model's spec."""
+    """The part of a Classifier the read tasks need: ``load`` = clsx.core.preprocess with the model's spec."""
 
     def __init__(self, spec: PreprocessSpec) -> None:
         self.spec = spec
@@ -234,7 +237,7 @@ def _read_remote(pre: _Preprocessor, fs: Any, path: str, name: str) -> tuple[np.
     with tempfile.NamedTemporaryFile(prefix="clsx-ray-", suffix=Path(path).suffix) as tmp:
         tmp.write(data)
         tmp.flush()
-        tensor, error = _load(pre, tmp.name, name)
+        tensor, error = decode(pre.load, tmp.name, name)
     return tensor, error.replace(tmp.name, name) if error else None
 
 
@@ -246,7 +249,7 @@ def read_batch(batch: Mapping[str, np.ndarray], *, spec: PreprocessSpec, filesys
     errors = []
     for i, (name, path) in enumerate(zip(names, paths)):
         if filesystem is None:
-            tensor, error = _load(pre, str(path), str(name))
+            tensor, error = decode(pre.load, str(path), str(name))
         else:
             tensor, error = _read_remote(pre, filesystem, str(path), str(name))
         if tensor is not None:
@@ -280,7 +283,7 @@ class ShippedModel:
         folder = Path(tempfile.gettempdir()) / "clsx-ray-artifacts" / self.digest
         main = folder / self.target
         if not main.exists():
-            import ray
+            ray = require("ray", purpose=PURPOSE)
 
             contents: dict[str, bytes] = ray.get(self.files[0])
             for rel in sorted(contents, key=lambda r: r == self.target):  # the artifact itself last: it marks the cache complete
@@ -298,7 +301,7 @@ def _write_once(target: Path, data: bytes) -> None:
 
 def ship_model(ray: Any, target: Any) -> ShippedModel:
     """Put an artifact's files (with external data and sidecar) into the object store; names pass as is."""
-    from clsx.scale.artifact_files import artifact_files
+    from clsx.core.artifact import artifact_files
 
     from clsx.runtimes.registry import split_backend
 
@@ -324,7 +327,7 @@ class ClassifierActor:
 
     def __init__(self, model: ShippedModel, backend: str, device: str | None, open_kw: dict[str, Any],
                  topk: int, torch_threads: int | None = None) -> None:
-        from clsx.classifier import Classifier
+        from clsx.predict.classifier import Classifier
         from clsx.runtimes.registry import open as open_runtime
 
         if torch_threads and backend == "torch":
@@ -337,7 +340,7 @@ class ClassifierActor:
         self.runtime.activate()
 
     def __call__(self, batch: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from clsx.classifier import Prediction
+        from clsx.predict.classifier import Prediction
 
         names = [str(n) for n in batch["name"]]
         errors = [str(e) for e in batch["error"]]
@@ -348,7 +351,7 @@ class ClassifierActor:
 
 
 def _prediction(text: str):
-    from clsx.classifier import Prediction
+    from clsx.predict.classifier import Prediction
 
     d = json.loads(text)
     return Prediction(source=d["source"], indices=tuple(d["indices"]), labels=tuple(d["labels"]),
@@ -378,7 +381,7 @@ def ray_session(address: str | None = None) -> Iterator[Any]:
             ray.init(address=address, log_to_driver=False, logging_level=quiet)
     except Exception as exc:  # ConnectionError, TimeoutError, RuntimeError ... from Ray
         where = f"the Ray cluster at {address}" if address else "a local Ray instance"
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason = first_line(exc)
         raise RayInferError(f"cannot connect to {where}: {reason}") from None
     data_log = logging.getLogger("ray.data")  # per-dataset INFO chatter; clsx's own log says what runs
     saved = data_log.level
@@ -464,7 +467,7 @@ def prepare_job(
 ) -> RayJob:
     """List the images and resolve the model's spec on the driver (user errors surface here, before Ray)."""
     require("ray", purpose=PURPOSE)  # the install hint comes first
-    from clsx.classifier import Classifier
+    from clsx.predict.classifier import Classifier
     from clsx.runtimes.registry import open as open_runtime
 
     images = list_images(paths, filesystem)
@@ -518,8 +521,7 @@ def predict_with_ray(
 
 def _dataset(ray: Any, job: RayJob, res: RayResources, model: ShippedModel, worker_kw: dict[str, Any],
              threads: int | None, batch_size: int, progress: bool) -> Any:
-    import ray.data
-
+    require("ray.data", purpose=PURPOSE)
     images = job.images
 
     ctx = ray.data.DataContext.get_current()
@@ -604,55 +606,25 @@ def run_ray_infer(
     device: str | None = None,
     **open_kw: Any,
 ) -> InferSummary:
-    """``clsx infer --ray``: the rows of :func:`clsx.infer.run_infer`, computed on Ray Data.
+    """``clsx infer --ray``: the rows of :func:`clsx.tools.infer.run_infer`, computed on Ray Data.
 
     Rows go to ``output`` (written atomically) or stream to ``stdout`` in sorted path order; with
     ``strict``, any image that failed raises ClsxError after all rows are out.
     """
-    if fmt not in FORMATS:
-        raise ClsxError(f"unknown format {fmt!r}: use {' or '.join(FORMATS)}")
-    if batch_size < 1:
-        raise ClsxError(f"batch size must be at least 1; got {batch_size}")
-    out_path = Path(output) if output is not None else None
-    if out_path is not None and out_path.exists() and not force:
-        raise OutputExistsError(f"{out_path} exists; pass --force to overwrite it")
-    for p in paths:  # a missing local PATH fails now, before anything loads
-        if not is_uri(p) and not os.path.lexists(p):
-            raise ClsxError(f"{p}: no such file or directory")
+    out_path = check_request(paths, output=output, force=force, fmt=fmt, batch_size=batch_size, is_remote=is_uri)
     if progress is None:
         progress = sys.stderr.isatty()
     job = prepare_job(target, paths, topk=topk, backend=backend, device=device, **open_kw)
 
     def write(stream: TextIO, run: RayRun) -> InferSummary:
-        writer = make_writer(fmt, stream, job.topk)
-        writer.write_header()
-        writer.flush()
-        n = failed = 0
-        start = time.perf_counter()
-        with _Progress(progress) as bar:
-            for pred in run:
-                writer.write(pred)
-                n += 1
-                if not pred.ok:
-                    failed += 1
-                    log.warning("%s", pred.error)
-                if n % batch_size == 0:  # flushed per batch, like clsx infer: a killed run leaves a valid prefix
-                    writer.flush()
-                    bar.advance(batch_size)
-        writer.flush()
-        if n == 0:
-            log.warning("no images found")
-        return InferSummary(images=n, failed=failed, seconds=time.perf_counter() - start, runtime=run.runtime)
+        n, failed, seconds = stream_rows(batched(run, batch_size), make_writer(fmt, stream, job.topk), progress=progress)
+        return InferSummary(images=n, failed=failed, seconds=seconds, runtime=run.runtime)
 
     with job.start(batch_size=batch_size, address=address, num_workers=num_workers, gpus_per_worker=gpus_per_worker,
                    cpus_per_worker=cpus_per_worker, progress=progress) as run:
         if out_path is None:
             summary = write(stdout or sys.stdout, run)
         else:
-            with _atomic_text(out_path) as f:
+            with text_output(out_path, force=force) as f:
                 summary = write(f, run)
-    log.info("%d images, %d failed, %.1f s, %.1f img/s%s", summary.images, summary.failed, summary.seconds,
-             summary.images_per_s, f" [{summary.runtime}]" if summary.runtime else "")
-    if strict and summary.failed:
-        raise ClsxError(f"{summary.failed} of {summary.images} images could not be classified (--strict)")
-    return summary
+    return finish(summary, strict=strict)

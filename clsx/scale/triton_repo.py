@@ -11,7 +11,7 @@ One model per artifact, laid out as Triton expects::
 Everything in ``config.pbtxt`` comes from the artifact's metadata: tensor names, dims without the
 batch axis, data types; ``max_batch_size`` is the engine profile's largest batch for plans and
 ``--max-batch`` (else the exported graph's recorded maximum, else 32) for ONNX. Triton does no image
-preprocessing: clients decode and preprocess with :mod:`clsx.preprocess` and the spec in ``clsx.json``,
+preprocessing: clients decode and preprocess with :mod:`clsx.core.preprocess` and the spec in ``clsx.json``,
 exactly as ``clsx infer`` does, and send NCHW float32 tensors.
 
 The config is written as text; :func:`parse_config` checks it against Triton's own protobuf schema
@@ -34,9 +34,9 @@ from types import ModuleType
 from typing import Any, Iterable, Mapping, Sequence
 
 from clsx import __version__
-from clsx.errors import ClsxError, OutputExistsError
-from clsx.metadata import dumps, read_metadata, spec_of
-from clsx.scale.artifact_files import artifact_files
+from clsx.core.errors import ClsxError, OutputExistsError
+from clsx.core.metadata import dumps, read_metadata, spec_of
+from clsx.core.artifact import artifact_files
 
 log = logging.getLogger(__name__)
 
@@ -298,7 +298,7 @@ def model_config_schema() -> ModuleType:
         return model_config_pb2
     except (ImportError, RuntimeError):  # RuntimeError: tritonclient installed without grpc
         pass
-    from clsx._optional import require
+    from clsx.core.optional import require
 
     pkg = require("tritonclient", purpose="checking config.pbtxt against Triton's schema")
     source = Path(next(iter(pkg.__path__))) / "grpc" / "model_config_pb2.py"

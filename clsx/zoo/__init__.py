@@ -17,8 +17,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
-from clsx.errors import ModelNotFoundError, SpecError
-from clsx.spec import ModelSpec, PreprocessOverrides, resolve_preprocess
+from clsx.core.files import first_line
+from clsx.core.errors import ModelNotFoundError, SpecError
+from clsx.core.spec import ModelSpec, PreprocessOverrides, resolve_preprocess
 from clsx.zoo import custom_source, pretrainedmodels_source, timm_source, torchvision_source  # noqa: F401  (registers sources)
 from clsx.zoo.registry import Source, ZooEntry, bare_sources, get_source, source_for_prefix, sources
 
@@ -210,7 +211,7 @@ def _check_runs_at(module: "nn.Module", size: tuple[int, int, int], native: tupl
             out = module(torch.zeros(1, *size))
             problem = None if isinstance(out, torch.Tensor) and tuple(out.shape) == (1, classes) else f"it returns {getattr(out, 'shape', type(out).__name__)}"
         except Exception as exc:
-            problem = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            problem = first_line(exc)
     if problem is not None:
         raise SpecError(
             f"{ref} does not run at input size {fmt(map(str, size))} ({problem}); it is built for "

@@ -14,8 +14,8 @@ import os
 import sys
 from typing import TYPE_CHECKING, Callable
 
-from clsx.errors import ModelNotFoundError
-from clsx.spec import ModelSpec, PreprocessSpec
+from clsx.core.errors import ModelNotFoundError
+from clsx.core.spec import ModelSpec, PreprocessSpec
 from clsx.zoo.registry import Source, ZooEntry, register_source
 
 if TYPE_CHECKING:

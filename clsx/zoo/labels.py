@@ -6,7 +6,7 @@ import json
 from functools import cache
 from pathlib import Path
 
-from clsx.errors import SpecError
+from clsx.core.errors import SpecError
 
 
 @cache

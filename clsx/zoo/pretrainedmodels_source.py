@@ -3,7 +3,7 @@
 Users coming from ``pretrainedmodels.__dict__['se_resnet50']()`` get exactly that network and the
 preprocessing its weights were trained with, not timm's port (which bare names still pick). Each
 model's ``pretrained_settings`` (the ``imagenet`` entry, or the only one there is, e.g. ``imagenet+5k``)
-map onto :class:`~clsx.spec.PreprocessSpec` as pretrainedmodels' own ``utils.TransformImage`` uses
+map onto :class:`~clsx.core.spec.PreprocessSpec` as pretrainedmodels' own ``utils.TransformImage`` uses
 them: shorter side resized (bilinear) to ``floor(size / scale)`` with ``scale`` 0.875 unless the
 settings say otherwise (xception: 0.8975), center crop, ``input_space`` -> ``channel_order``
 (RGB/BGR), ``input_range`` [0, 1] or [0, 255] -> ``input_range`` 1 or 255, then mean/std (which
@@ -29,9 +29,10 @@ from importlib import resources
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from clsx._optional import require
-from clsx.errors import ModelNotFoundError, SpecError, WeightsError
-from clsx.spec import IMAGENET_MEAN, IMAGENET_STD, ModelSpec, PreprocessSpec
+from clsx.core.files import first_line
+from clsx.core.optional import require
+from clsx.core.errors import ModelNotFoundError, SpecError, WeightsError
+from clsx.core.spec import IMAGENET_MEAN, IMAGENET_STD, ModelSpec, PreprocessSpec
 from clsx.zoo.registry import Source, ZooEntry, register_source
 
 if TYPE_CHECKING:
@@ -219,7 +220,7 @@ class PretrainedModelsSource(Source):
         try:
             model = getattr(pm, name)(num_classes=settings["num_classes"], pretrained=key)
         except Exception as exc:  # urllib/HTTP/OS errors from torch.hub's download, or a broken file
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            first = first_line(exc)
             raise WeightsError(
                 f"could not get pretrainedmodels' {key!r} weights for {name} from {settings['url']} "
                 f"({type(exc).__name__}: {first}); offline or where that host is gone, pass a checkpoint with --weights FILE"

@@ -11,7 +11,7 @@ import fnmatch
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
-from clsx.spec import ModelSpec
+from clsx.core.spec import ModelSpec
 
 if TYPE_CHECKING:
     from torch import nn

@@ -8,8 +8,9 @@ from functools import cache
 from importlib import resources
 from typing import TYPE_CHECKING
 
-from clsx.errors import WeightsError
-from clsx.spec import DEFAULT_CROP_PCT, IMAGENET_MEAN, IMAGENET_STD, ModelSpec, PreprocessSpec, resize_for_crop_pct
+from clsx.core.files import first_line
+from clsx.core.errors import WeightsError
+from clsx.core.spec import DEFAULT_CROP_PCT, IMAGENET_MEAN, IMAGENET_STD, ModelSpec, PreprocessSpec, resize_for_crop_pct
 from clsx.zoo.registry import Source, ZooEntry, register_source
 
 if TYPE_CHECKING:
@@ -96,6 +97,6 @@ class TimmSource(Source):
             return timm.create_model(name, pretrained=True, **kwargs)
         except Exception as exc:  # Hugging Face hub / URL errors when offline
             raise WeightsError(
-                f"could not download timm's pretrained weights for {name} ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
+                f"could not download timm's pretrained weights for {name} ({type(exc).__name__}: {first_line(exc)}); "
                 "offline, pass a checkpoint with --weights FILE"
             ) from None

@@ -5,8 +5,8 @@ from __future__ import annotations
 from functools import cache
 from typing import TYPE_CHECKING
 
-from clsx.errors import WeightsError
-from clsx.spec import ModelSpec, PreprocessSpec
+from clsx.core.errors import WeightsError
+from clsx.core.spec import ModelSpec, PreprocessSpec
 from clsx.zoo.registry import Source, ZooEntry, register_source
 
 if TYPE_CHECKING:

@@ -9,7 +9,6 @@ e.g. lukemelas EfficientNet weights into timm), they are mapped by position and 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import pickle
@@ -18,7 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
-from clsx.errors import WeightsError
+from clsx.core.files import first_line, sha256_file
+from clsx.core.errors import WeightsError
 
 if TYPE_CHECKING:
     import torch
@@ -42,14 +42,6 @@ class Checkpoint:
     settings: dict[str, Any] = field(default_factory=dict)  # from a sidecar <file>.json, if any
 
 
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def load_checkpoint(path: str | Path) -> Checkpoint:
     """Load tensors from ``path`` safely; raise :class:`WeightsError` with the reason otherwise."""
     p = Path(path)
@@ -63,7 +55,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         raw = _load_torch(p)
     state_dict = _extract_state_dict(raw, p)
     settings = _read_sidecar(p)
-    return Checkpoint(path=p, state_dict=state_dict, sha256=file_sha256(p), settings=settings)
+    return Checkpoint(path=p, state_dict=state_dict, sha256=sha256_file(p), settings=settings)
 
 
 def _load_safetensors(p: Path) -> dict[str, Any]:
@@ -82,7 +74,7 @@ def _load_torch(p: Path) -> Any:
     try:
         return torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         if "weights only" in str(exc).lower() or "weights_only" in str(exc):
             raise WeightsError(
                 f"weights file {p}: refused, it contains pickled objects beyond tensors and plain containers, "
@@ -91,7 +83,7 @@ def _load_torch(p: Path) -> Any:
             ) from None
         raise WeightsError(f"weights file {p}: corrupt or not a torch checkpoint ({first})") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, AttributeError, KeyError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise WeightsError(f"weights file {p}: corrupt, truncated or not a torch checkpoint ({first})") from None
 
 

@@ -1,6 +1,6 @@
 import pytest
 
-from clsx import samples
+from clsx.zoo import samples
 
 
 @pytest.fixture(scope="session")
@@ -21,7 +21,7 @@ def small_onnx(tmp_path_factory):
     """A random-weight resnet18 at 64 px: fast for graph-structure tests."""
     from clsx import zoo
     from clsx.exporter import export_onnx
-    from clsx.spec import PreprocessOverrides
+    from clsx.core.spec import PreprocessOverrides
 
     m = zoo.build("resnet18", num_classes=10, preprocess=PreprocessOverrides(input_size=(3, 64, 64)))
     out = tmp_path_factory.mktemp("r18") / "r18.onnx"

@@ -13,9 +13,9 @@ from clsx.calib import calibrate
 from clsx.calib.quantize import graph_problems
 from clsx.calib.reader import BatchStream, CalibrationDataError, split_images
 from clsx.cli import app
-from clsx.errors import OutputExistsError, SpecError
-from clsx.metadata import read_metadata
-from clsx.spec import PreprocessSpec
+from clsx.core.errors import OutputExistsError, SpecError
+from clsx.core.metadata import read_metadata
+from clsx.core.spec import PreprocessSpec
 
 runner = CliRunner()
 
@@ -162,7 +162,7 @@ def test_real_weights_int8_agreement_and_gate(lite0_onnx, photos, tmp_path):
     """efficientnet-lite0 (real ImageNet weights): calibrate on views of one half of the photos, gate on
     views of the DISJOINT other half. ``min_top1=0.95`` keeps the most sensitive layers in float until
     the held-out top-1 agreement reaches 95 %; the FP32 top-1 stays within the INT8 top-5."""
-    from clsx import samples
+    from clsx.zoo import samples
 
     calib_dir, eval_dir = tmp_path / "calib", tmp_path / "eval"
     samples.write_photo_variants(calib_dir, photos[1::2], per_photo=4, seed=5)
@@ -177,7 +177,7 @@ def test_real_weights_int8_agreement_and_gate(lite0_onnx, photos, tmp_path):
     assert cal["top1_agreement_all_int8"] == res.before.top1 and cal["float_layers"] == res.float_layers
 
     # an unreachable gate: exit status 3, the graph kept under a name that says it failed
-    from clsx.errors import GateFailedError
+    from clsx.core.errors import GateFailedError
 
     with pytest.raises(GateFailedError, match="below --min-top1") as err:
         calibrate(lite0_onnx, calib_dir, tmp_path / "gate.onnx", num=64, batch=16, eval_dir=eval_dir, cache=cache,
@@ -192,8 +192,8 @@ def test_cpu_layout_runs_fused_on_onnx_runtime_and_tensorrt_refuses_it(small_onn
     """--for cpu: asymmetric uint8 activations with ReLU folded -> ONNX Runtime fuses every conv into QLinearConv."""
     import onnxruntime as ort
 
-    from clsx.errors import ClsxError
-    from clsx.runtimes.tensorrt_build import build_engine
+    from clsx.core.errors import ClsxError
+    from clsx.exporter.engine import build_engine
 
     calib_dir, _ = photo_split
     res = calibrate(small_onnx, calib_dir, tmp_path / "r18.cpu.int8.onnx", num=16, batch=8, target="cpu")

@@ -89,7 +89,7 @@ def _cache_key(weights: Path) -> str:
 
     h = hashlib.sha256()
     h.update(f"{torch.__version__} {clsx.__version__} {weights.name} {weights.stat().st_size}".encode())
-    for src in ("exporter/aoti.py", "exporter/onnx_export.py", "metadata.py", "spec.py"):
+    for src in ("exporter/aoti.py", "exporter/onnx_export.py", "core/metadata.py", "core/spec.py"):
         h.update((REPO / "clsx" / src).read_bytes())
     return h.hexdigest()[:16]
 
@@ -100,7 +100,7 @@ def lite0_artifacts(lite0_weights) -> tuple[Path, Path]:
     (`clsx export ... --aoti`), cached in build/cpp-artifacts between runs."""
     from typer.testing import CliRunner
 
-    from clsx import samples
+    from clsx.zoo import samples
     from clsx.cli import app
 
     folder = ARTIFACT_CACHE / _cache_key(lite0_weights)

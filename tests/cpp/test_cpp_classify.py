@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from clsx.errors import OutputExistsError
+from clsx.core.errors import OutputExistsError
 
 PROB_TOLERANCE = 1e-4  # two runtimes (ORT, AOTInductor) on the same FP32 weights
 
@@ -57,7 +57,7 @@ def test_export_aoti_writes_package_and_sidecar(lite0_artifacts):
 
 def test_cpp_classify_prints_the_same_csv_as_clsx_infer(cpp_build, lite0_artifacts, photo_dir, photos):
     _aoti(cpp_build)
-    from clsx.infer import run_infer
+    from clsx.tools.infer import run_infer
 
     onnx, pt2 = lite0_artifacts
     proc = subprocess.run([str(cpp_build.classify), str(pt2), str(photo_dir), "--topk", "5"], capture_output=True, text=True)

@@ -1,8 +1,8 @@
-"""The guard against the classic deployment bug: C++ preprocessing must equal clsx.preprocess.
+"""The guard against the classic deployment bug: C++ preprocessing must equal clsx.core.preprocess.
 
 Real photos (scikit-image / scikit-learn) and variants of them (EXIF orientations, greyscale,
 CMYK and progressive JPEG, RGB/RGBA/LA/palette/16-bit/1-bit PNG, EXIF in PNG) go
-through the C++ pipeline (``clsx_preprocess_dump``) and through :func:`clsx.preprocess.preprocess`;
+through the C++ pipeline (``clsx_preprocess_dump``) and through :func:`clsx.core.preprocess.preprocess`;
 every tensor element must agree within 1/255 of the input range (compared before normalization,
 i.e. the difference is multiplied back by std). Today they agree bit for bit; the tolerance is what
 the issue promises. A last test shows the guard fires on a resize that differs.
@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from clsx.metadata import make_document
-from clsx.preprocess import preprocess
-from clsx.spec import ModelSpec, PreprocessSpec
+from clsx.core.metadata import make_document
+from clsx.core.preprocess import preprocess
+from clsx.core.spec import ModelSpec, PreprocessSpec
 
 TOLERANCE = 1.0 / 255.0
 
@@ -56,7 +56,7 @@ def assert_within_guard(got: np.ndarray, ref: np.ndarray, spec: PreprocessSpec, 
     diff = np.abs(got.astype(np.float64) - ref) * std / spec.input_range  # back in [0, 1] units
     worst = diff.reshape(len(names), -1).max(axis=1)
     bad = [f"{n}: {w * 255:.2f}/255" for n, w in zip(names, worst) if w > TOLERANCE]
-    assert not bad, f"C++ preprocessing differs from clsx.preprocess by more than 1/255: {bad}"
+    assert not bad, f"C++ preprocessing differs from clsx.core.preprocess by more than 1/255: {bad}"
 
 
 def write_variants(dest: Path, photos: dict[str, Path]) -> list[Path]:
@@ -151,7 +151,7 @@ def test_cpp_refuses_corrupt_images_with_a_message(cpp_build, tmp_path, content,
 
 
 def test_truncated_jpeg_is_an_error_in_both(cpp_build, photo, tmp_path):
-    from clsx.errors import ImageError
+    from clsx.core.errors import ImageError
 
     data = photo["rocket"].read_bytes()
     cut = tmp_path / "cut.jpg"

@@ -18,7 +18,7 @@ def lite0_exported(tmp_path_factory, lite0):
 def resnet18_small():
     """A random-weight resnet18 at 64 px with 10 classes: fast to export."""
     from clsx import zoo
-    from clsx.spec import PreprocessOverrides
+    from clsx.core.spec import PreprocessOverrides
 
     return zoo.build("resnet18", num_classes=10, preprocess=PreprocessOverrides(input_size=(3, 64, 64)))
 
@@ -36,7 +36,7 @@ def tiny():
     import torch
     from torch import nn
 
-    from clsx.spec import ModelSpec, PreprocessSpec
+    from clsx.core.spec import ModelSpec, PreprocessSpec
     from clsx.zoo import LoadedModel
 
     torch.manual_seed(0)

@@ -10,7 +10,7 @@ import torch
 from typer.testing import CliRunner
 
 from clsx.cli import app
-from clsx.metadata import read_metadata
+from clsx.core.metadata import read_metadata
 
 runner = CliRunner()
 

@@ -12,13 +12,13 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 
-from clsx.errors import GateFailedError, OutputExistsError
+from clsx.core.errors import GateFailedError, OutputExistsError
 from clsx.exporter import ExportError, convert_fp16, export_onnx
 from clsx.exporter import fp16 as fp16_mod
 from clsx.exporter import verify
-from clsx.metadata import MetadataError, read_metadata
-from clsx.preprocess import preprocess
-from clsx.spec import ModelSpec, PreprocessSpec
+from clsx.core.metadata import MetadataError, read_metadata
+from clsx.core.preprocess import preprocess
+from clsx.core.spec import ModelSpec, PreprocessSpec
 from clsx.zoo import LoadedModel
 
 

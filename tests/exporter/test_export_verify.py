@@ -9,7 +9,7 @@ import pytest
 
 from clsx.exporter import artifacts
 from clsx.exporter.verify import FP16_VS_FP32, FP32_VS_TORCH, compare, make_probe, run_chunked
-from clsx.spec import PreprocessSpec
+from clsx.core.spec import PreprocessSpec
 
 
 def _logits(n=6, classes=10, scale=10.0, seed=0):
@@ -104,7 +104,7 @@ def test_fp32_noise_is_measured_over_several_torch_evaluations():
     exact, ref, torch_noise = _chaotic_case(torch_off=30.0)
     v = _arbitrate(ref, _with_random(ref, exact["random"] - torch_noise), exact)
     assert v.passed and v.criteria["random"] == "ill-conditioned" and "criterion ill-conditioned" in v.summary()
-    from clsx.exporter.info import _verification  # what `clsx info` prints about it
+    from clsx.tools.info import _verification  # what `clsx info` prints about it
 
     assert "random accepted against float64 (ill-conditioned)" in _verification(json.loads(json.dumps(v.to_dict())))
 

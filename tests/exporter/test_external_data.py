@@ -20,10 +20,10 @@ from torch import nn
 from typer.testing import CliRunner
 
 from clsx.cli import app
-from clsx.errors import GateFailedError, OutputExistsError
+from clsx.core.errors import GateFailedError, OutputExistsError
 from clsx.exporter import artifacts, convert_fp16, export_onnx, onnx_export
-from clsx.metadata import read_metadata, read_onnx_metadata
-from clsx.spec import ModelSpec, PreprocessSpec
+from clsx.core.metadata import read_metadata, read_onnx_metadata
+from clsx.core.spec import ModelSpec, PreprocessSpec
 from clsx.zoo import LoadedModel
 
 LIMIT = 200_000  # bytes: both the FP32 graph (~520 kB of weights) and its FP16 version (~260 kB) are above it

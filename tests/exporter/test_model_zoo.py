@@ -15,7 +15,7 @@ import pytest
 
 from clsx import zoo
 from clsx.exporter import export_onnx
-from clsx.spec import PreprocessOverrides
+from clsx.core.spec import PreprocessOverrides
 
 SUBSET = [
     ("tv:alexnet", 64),

@@ -12,11 +12,11 @@ import pytest
 import torch
 from torch import nn
 
-from clsx.errors import GateFailedError, OutputExistsError, SpecError
+from clsx.core.errors import GateFailedError, OutputExistsError, SpecError
 from clsx.exporter import ExportError, export_onnx
 from clsx.exporter import onnx_export
-from clsx.metadata import read_metadata, read_onnx_metadata, sidecar_path
-from clsx.spec import ModelSpec, PreprocessSpec
+from clsx.core.metadata import read_metadata, read_onnx_metadata, sidecar_path
+from clsx.core.spec import ModelSpec, PreprocessSpec
 from clsx.zoo import LoadedModel
 
 

@@ -7,7 +7,7 @@ import pytest
 from tiny_models import export
 
 import clsx
-from clsx.metadata import MetadataError
+from clsx.core.metadata import MetadataError
 from clsx.runtimes.base import DeviceError, RuntimeInputError, TensorInfo
 
 
@@ -110,7 +110,7 @@ def test_onnx_without_clsx_metadata_needs_a_spec(tiny, tmp_path):
 def test_unloadable_onnx_is_one_line(tmp_path, tiny_onnx):
     junk = tmp_path / "junk.onnx"
     junk.write_bytes(b"\x08\x07garbage")
-    from clsx.errors import ClsxError
+    from clsx.core.errors import ClsxError
 
     with pytest.raises(ClsxError, match="junk.onnx"):
         clsx.open(junk, spec=clsx.open(tiny_onnx).spec).activate()

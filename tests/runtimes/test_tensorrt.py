@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import clsx
-from clsx.metadata import MetadataError
+from clsx.core.metadata import MetadataError
 from clsx.runtimes.base import DeviceError
 
 
@@ -15,11 +15,11 @@ from clsx.runtimes.base import DeviceError
 def tiny_plan(tmp_path_factory, tiny_onnx):
     """A real engine (profile batch 1..4) built by whichever TensorRT is installed; the builder of
     tensorrt_rtx runs without a GPU."""
-    pytest.importorskip("clsx.runtimes.tensorrt_build")
-    from clsx.runtimes import _trt
-    from clsx.runtimes.tensorrt_build import build_engine
+    pytest.importorskip("clsx.exporter.engine")
+    from clsx.runtimes import trt_lib
+    from clsx.exporter.engine import build_engine
 
-    if not _trt.available_flavours():
+    if not trt_lib.available_flavours():
         pytest.skip("no TensorRT flavour installed")
     out = tmp_path_factory.mktemp("plan") / "tiny.plan"
     return build_engine(tiny_onnx, out, target="auto", min_batch=1, opt_batch=2, max_batch=4).path
@@ -34,20 +34,20 @@ def test_sidecar_describes_the_engine_before_loading(tiny_plan, tiny):
 
 
 def test_compatibility_is_checked_before_deserializing(tiny_plan, monkeypatch):
-    from clsx.runtimes import _trt
+    from clsx.runtimes import trt_lib
 
     seen = []
 
     def refuse(doc, **kw):
         seen.append(doc["tensorrt"]["flavour"])
-        raise _trt.EngineIncompatibleError("built for another GPU")
+        raise trt_lib.EngineIncompatibleError("built for another GPU")
 
     def must_not_import(flavour):
         raise AssertionError("TensorRT was imported before the compatibility check passed")
 
-    monkeypatch.setattr(_trt, "check_engine_compatible", refuse)
-    monkeypatch.setattr(_trt, "import_tensorrt", must_not_import)
-    with pytest.raises(_trt.EngineIncompatibleError, match="another GPU"):
+    monkeypatch.setattr(trt_lib, "check_engine_compatible", refuse)
+    monkeypatch.setattr(trt_lib, "import_tensorrt", must_not_import)
+    with pytest.raises(trt_lib.EngineIncompatibleError, match="another GPU"):
         clsx.open(tiny_plan).run(np.zeros((1, 3, 32, 32), np.float32))
     assert seen == [clsx.open(tiny_plan).flavour]
 
@@ -57,7 +57,7 @@ def test_no_gpu_is_one_clear_line(tiny_plan):
 
     if torch.cuda.is_available():
         pytest.skip("a GPU is present")
-    from clsx.errors import ClsxError
+    from clsx.core.errors import ClsxError
 
     with pytest.raises(ClsxError, match="NVIDIA GPU"):
         clsx.open(tiny_plan).activate()
@@ -77,7 +77,7 @@ def test_device_and_sidecar_errors(tmp_path, tiny_plan):
 
 @pytest.mark.gpu
 def test_engine_matches_onnxruntime_and_splits_big_batches(tiny_plan, tiny_onnx):
-    from clsx.runtimes._trt import EngineIncompatibleError
+    from clsx.runtimes.trt_lib import EngineIncompatibleError
 
     rt = clsx.open(tiny_plan)
     try:

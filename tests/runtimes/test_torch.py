@@ -6,9 +6,9 @@ import pytest
 from tiny_models import tiny_model
 
 import clsx
-from clsx.errors import SpecError
+from clsx.core.errors import SpecError
 from clsx.runtimes.base import DeviceError
-from clsx.spec import PreprocessOverrides
+from clsx.core.spec import PreprocessOverrides
 
 
 def _x(n, size=32, seed=0):

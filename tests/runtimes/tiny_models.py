@@ -3,7 +3,7 @@
 ``tiny_model()`` is a 32x32 CIFAR-style net whose logits are spread out (scaled head), so top-k order
 is decided by clear margins, not by float noise between backends. ``export(model, path)`` writes an
 ONNX file with clsx metadata: through ``clsx.exporter.export_onnx`` when the exporter is present,
-else torch's TorchScript exporter plus ``clsx.metadata.embed_in_onnx``.
+else torch's TorchScript exporter plus ``clsx.core.metadata.embed_in_onnx``.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import importlib.util
 import warnings
 from pathlib import Path
 
-from clsx.spec import ModelSpec, PreprocessSpec
+from clsx.core.spec import ModelSpec, PreprocessSpec
 
 LABELS = tuple(f"class{i}" for i in range(10))
 
@@ -56,7 +56,7 @@ def export(loaded, path: Path, *, batch: int | None = None, metadata: bool = Tru
     import onnx
     import torch
 
-    from clsx.metadata import embed_in_onnx, make_document
+    from clsx.core.metadata import embed_in_onnx, make_document
 
     c, h, w = loaded.spec.preprocess.input_size
     x = torch.zeros(batch or 2, c, h, w)

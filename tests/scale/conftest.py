@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from runtimes.tiny_models import tiny_onnx_once
 
-from clsx import samples
+from clsx.zoo import samples
 
 
 @pytest.fixture(scope="session")

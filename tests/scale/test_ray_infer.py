@@ -16,9 +16,9 @@ from typer.testing import CliRunner
 import clsx
 
 from clsx.cli import app
-from clsx.errors import ClsxError, ImageError, MissingDependencyError
-from clsx.infer import run_infer
-from clsx.metadata import read_metadata, spec_of
+from clsx.core.errors import ClsxError, ImageError, MissingDependencyError
+from clsx.tools.infer import run_infer
+from clsx.core.metadata import read_metadata, spec_of
 from clsx.scale import ray_infer
 from clsx.scale.ray_infer import MIN_READER_CPUS, RayInferError, list_images, plan_resources, read_batch
 
@@ -80,7 +80,7 @@ def test_local_listing_is_clsx_infers(images):
 
 
 def _local_rows_paths(folder):
-    from clsx.infer import iter_image_paths
+    from clsx.predict.listing import iter_image_paths
 
     return [os.fspath(p) for p in iter_image_paths(folder)]
 

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 import clsx
 
 from clsx.cli import app
-from clsx.metadata import dumps, read_metadata, sidecar_path, spec_of
+from clsx.core.metadata import dumps, read_metadata, sidecar_path, spec_of
 from clsx.scale.triton_repo import TritonRepoError, default_name, parse_config, write_triton_repository
 
 runner = CliRunner()
@@ -108,7 +108,7 @@ def _fixed_batch(tmp_path: Path, tiny_onnx: Path, n: int) -> Path:
     """The tiny graph whose metadata declares a fixed batch of ``n`` (as ``clsx export --batch N`` writes it)."""
     import onnx
 
-    from clsx.metadata import embed_in_onnx
+    from clsx.core.metadata import embed_in_onnx
 
     model = onnx.load(str(tiny_onnx))
     doc = dict(read_metadata(tiny_onnx))

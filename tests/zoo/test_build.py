@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from clsx import zoo
-from clsx.errors import ModelNotFoundError, SpecError
-from clsx.preprocess import preprocess_batch
-from clsx.spec import PreprocessOverrides
+from clsx.core.errors import ModelNotFoundError, SpecError
+from clsx.core.preprocess import preprocess_batch
+from clsx.core.spec import PreprocessOverrides
 
 
 def test_custom_model_with_checkpoint(cifar_module, tmp_path):

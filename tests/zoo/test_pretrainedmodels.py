@@ -19,9 +19,9 @@ from typer.testing import CliRunner
 
 from clsx import zoo
 from clsx.cli import app
-from clsx.errors import MissingDependencyError, ModelNotFoundError, SpecError, WeightsError
-from clsx.preprocess import preprocess
-from clsx.spec import ModelSpec, PreprocessOverrides
+from clsx.core.errors import MissingDependencyError, ModelNotFoundError, SpecError, WeightsError
+from clsx.core.preprocess import preprocess
+from clsx.core.spec import ModelSpec, PreprocessOverrides
 from clsx.zoo.pretrainedmodels_source import PM_DEFAULTS, settings_of
 
 INSTALL_HINT = "pip install 'clsx[pretrainedmodels]'"

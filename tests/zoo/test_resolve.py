@@ -1,7 +1,7 @@
 import pytest
 
 from clsx import zoo
-from clsx.errors import ModelNotFoundError, SpecError
+from clsx.core.errors import ModelNotFoundError, SpecError
 from clsx.zoo.registry import Source, register_source
 
 

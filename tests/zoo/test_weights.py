@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from clsx import zoo
-from clsx.errors import WeightsError
+from clsx.core.errors import WeightsError
 from clsx.zoo.weights import fit_state_dict, load_checkpoint
 
 

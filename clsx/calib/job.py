@@ -1,0 +1,397 @@
+"""The calibration job behind :func:`clsx.calib.calibrate` (``clsx calib``), step by step.
+
+1. :func:`_request`: check the paths, refuse to overwrite, read the FP32 graph's spec, choose the
+   calibration sample and the held-out split, derive the calibration cache key.
+2. :func:`_ranges`: collect tensor ranges and bias-correction means in bounded chunks, or load
+   them from the calibration cache.
+3. :func:`_quantize`: ``quantize_static`` in the target's layout, then bias correction.
+4. :func:`_evaluate`: INT8 against FP32 on the held-out images; below ``min_top1``,
+   :func:`_fallback` keeps the most sensitive layers in float.
+5. :func:`_publish`: the metadata document and the exclusive write of graph and sidecar.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from clsx.calib import cache as calib_cache
+from clsx.calib.bias_correction import weight_shifts
+from clsx.calib.quantize import QuantConfig, QuantizationError, check_quantizable, collect_ranges, graph_problems, prepare, quantizable_nodes, quantize
+from clsx.calib.reader import BatchStream, CalibrationDataError, ImageSplit, OrtCalibrationReader, split_images
+from clsx.core.agreement import Agreement, compare
+from clsx.core.errors import GateFailedError, SpecError
+from clsx.core.files import OutputSet, check_writable, refuse_existing, sha256_file
+from clsx.core.metadata import dumps, embed_in_onnx, read_onnx_metadata, sidecar_path, spec_of
+from clsx.core.optional import require
+from clsx.core.progress import Progress
+from clsx.core.spec import ModelSpec, PreprocessOverrides, PreprocessSpec, resolve_preprocess
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CalibOptions:
+    """What ``clsx calib``'s flags choose; validated on construction (:class:`SpecError`, or
+    :class:`QuantizationError` for the method / target / reduce-range combination)."""
+
+    method: str = "minmax"
+    target: str = "tensorrt"
+    bias_correction: bool = True
+    reduce_range: bool = False
+    num: int = 512
+    batch: int = 16
+    seed: int = 0
+    cache: str | Path | None = None
+    eval_dir: str | Path | None = None
+    eval_num: int = 64
+    min_top1: float | None = None
+    max_float_layers: int | None = None
+    preprocess: PreprocessOverrides | None = None
+
+    def __post_init__(self) -> None:
+        if self.num < 1 or self.batch < 1:
+            raise SpecError("--num and --batch must be at least 1")
+        if self.min_top1 is not None and not 0 < self.min_top1 <= 1:
+            raise SpecError(f"--min-top1 must be in (0, 1]; got {self.min_top1}")
+        self.quant_config()  # method and target known, --reduce-range only for cpu
+
+    def quant_config(self) -> QuantConfig:
+        return QuantConfig(method=self.method, target=self.target, bias_correction=self.bias_correction,
+                           reduce_range=self.reduce_range)
+
+    def replace(self, **fields: Any) -> "CalibOptions":
+        """A copy with ``fields`` changed; a name that is not an option is a :class:`TypeError`."""
+        unknown = sorted(set(fields) - {f.name for f in dataclasses.fields(self)})
+        if unknown:
+            raise TypeError(f"unknown calibration option(s): {', '.join(unknown)}")
+        return dataclasses.replace(self, **fields) if fields else self
+
+
+@dataclass
+class CalibResult:
+    path: Path
+    metadata: dict[str, Any]
+    before: Agreement | None  # every quantizable layer in INT8
+    after: Agreement | None  # the written graph
+    float_layers: list[str] = field(default_factory=list)
+    calibration_images: int = 0
+    bad_images: int = 0
+    used_cache: bool = False
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class _Request:
+    """The checked request: everything known before the graph is touched."""
+
+    model_path: Path
+    images: str | Path  # as given (the log names it so)
+    out_path: Path
+    options: CalibOptions
+    config: QuantConfig
+    spec: ModelSpec
+    parent_doc: dict[str, Any] | None
+    parent_sha: str
+    split: ImageSplit
+    key: calib_cache.CacheKey
+    force: bool
+
+    @property
+    def cache_path(self) -> Path | None:
+        return Path(self.options.cache) if self.options.cache is not None else None
+
+
+@dataclass(frozen=True)
+class _Ranges:
+    """Calibration ranges in ONNX Runtime's file format, the bias-correction means and the image counts."""
+
+    path: Path
+    means: dict[str, np.ndarray]
+    used: int
+    bad: int
+    from_cache: bool
+
+
+@dataclass(frozen=True)
+class _Job:
+    """A request in progress inside its work folder."""
+
+    request: _Request
+    work: Path
+    prepared: Path  # the graph after quant_pre_process
+    input_name: str
+    ranges: _Ranges
+    shifts: dict[str, np.ndarray] = field(default_factory=dict)  # bias correction per node
+
+    @property
+    def config(self) -> QuantConfig:
+        return self.request.config
+
+    def quantize(self, name: str, config: QuantConfig | None = None, *, exclude: Sequence[str] = ()) -> Path:
+        """The Q/DQ graph ``work/name`` from the job's ranges and bias shifts."""
+        return quantize(self.prepared, self.work / name, self.ranges.path, config or self.config, exclude=exclude,
+                        bias_shifts=self.shifts)
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    """The graph to write and how it agrees with FP32."""
+
+    graph: Path
+    before: Agreement | None
+    after: Agreement | None
+    float_layers: list[str] = field(default_factory=list)
+
+    def missed(self, min_top1: float | None) -> bool:
+        return min_top1 is not None and (self.after is None or self.after.top1 < min_top1)
+
+
+def default_output(model_path: Path) -> Path:
+    stem = model_path.name[: -len(".onnx")] if model_path.name.endswith(".onnx") else model_path.name
+    for suffix in (".fp32", ".fp16"):
+        if stem.endswith(suffix):
+            stem = stem[: -len(suffix)]
+    return model_path.with_name(f"{stem}.int8.onnx")
+
+
+def calibrate(
+    model_path: str | Path,
+    images: str | Path,
+    out: str | Path | None = None,
+    options: CalibOptions | None = None,
+    *,
+    force: bool = False,
+    **fields: Any,
+) -> CalibResult:
+    """Calibrate ``model_path`` (FP32 ONNX) on ``images`` and write the INT8 Q/DQ graph to ``out``.
+
+    ``options`` (default :class:`CalibOptions()`); keyword ``fields`` are :class:`CalibOptions`
+    fields that override it, e.g. ``calibrate(p, imgs, method="entropy", num=8)``.
+    ``target``: ``tensorrt`` (default; the layout TensorRT's parser accepts, also run by ONNX Runtime)
+    or ``cpu`` (ONNX Runtime's fast CPU layout; TensorRT rejects it). ``min_top1``: the accuracy gate.
+    """
+    t0 = time.perf_counter()
+    options = (options if options is not None else CalibOptions()).replace(**fields)
+    req = _request(Path(model_path), images, out, options, force)
+    with tempfile.TemporaryDirectory(prefix="clsx-calib-") as tmp:
+        work = Path(tmp)
+        prepared = prepare(req.model_path, work / "prepared.onnx")
+        input_name = _input_name(prepared)
+        job = _Job(req, work, prepared, input_name, _ranges(req, prepared, input_name, work))
+        plain = job.quantize("int8_plain.onnx")
+        job, int8 = _bias_correct(job, plain)
+        outcome = _evaluate(job, int8)
+        final, doc = _publish(job, outcome)
+    ranges = job.ranges
+    result = CalibResult(final, doc, outcome.before, outcome.after, outcome.float_layers, ranges.used, ranges.bad,
+                         ranges.from_cache, time.perf_counter() - t0)
+    log.info("wrote %s (%.1f s)", final, result.seconds)
+    if outcome.missed(options.min_top1):
+        got = f"{outcome.after.top1:.1%}" if outcome.after else "unmeasured"
+        raise GateFailedError(f"INT8 top-1 agreement {got} is below --min-top1 {options.min_top1:.1%} even with "
+                              f"{len(outcome.float_layers)} layers kept in float; wrote {final} for inspection")
+    return result
+
+
+def _request(model_path: Path, images: str | Path, out: str | Path | None, options: CalibOptions, force: bool) -> _Request:
+    """Check the model and output paths, read the model's spec, split the images."""
+    if not model_path.is_file():
+        raise SpecError(f"{model_path}: no such ONNX file")
+    out_path = Path(out) if out is not None else default_output(model_path)
+    refuse_existing([out_path, sidecar_path(out_path)], force=force)
+    check_writable(out_path)
+
+    spec, parent_doc = _model_spec(model_path, options.preprocess)
+    check_quantizable(model_path)
+    eval_dir = Path(options.eval_dir) if options.eval_dir else None
+    split = split_images(Path(images), options.num, seed=options.seed, eval_dir=eval_dir, eval_num=options.eval_num)
+    parent_sha = sha256_file(model_path)
+    key = calib_cache.CacheKey(parent_sha, options.method, options.target, split.calibration_digest(), len(split.calibration))
+    return _Request(model_path, images, out_path, options, options.quant_config(), spec, parent_doc, parent_sha, split,
+                    key, force)
+
+
+def _model_spec(model_path: Path, overrides: PreprocessOverrides | None) -> tuple[ModelSpec, dict[str, Any] | None]:
+    doc = read_onnx_metadata(model_path)
+    if doc is not None:
+        spec = spec_of(doc)
+        if doc.get("precision") not in (None, "fp32"):
+            state = "already quantized (int8)" if doc["precision"] == "int8" else f"an {doc['precision']} graph"
+            raise QuantizationError(f"{model_path} is {state}; calibrate the FP32 graph")
+        if overrides is not None and overrides.as_dict():
+            spec = ModelSpec(**{**spec.__dict__, "preprocess": resolve_preprocess(spec.preprocess, overrides)})
+        return spec, doc
+    given = overrides.as_dict() if overrides is not None else {}
+    missing = [flag for flag, key in (("--input-size", "input_size"), ("--mean", "mean"), ("--std", "std")) if key not in given]
+    if missing:
+        raise SpecError(f"{model_path} has no clsx metadata, so its preprocessing is unknown: pass {', '.join(missing)}")
+    pre = resolve_preprocess(PreprocessSpec(), overrides)
+    return ModelSpec(name=model_path.stem, source="onnx", num_classes=0, preprocess=pre), None
+
+
+def _input_name(path: Path) -> str:
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    inits = {t.name for t in model.graph.initializer}
+    names = [i.name for i in model.graph.input if i.name not in inits]
+    if len(names) != 1:
+        raise QuantizationError(f"expected one image input, the graph has {names}")
+    return names[0]
+
+
+def _ranges(req: _Request, prepared: Path, input_name: str, work: Path) -> _Ranges:
+    """Load the ranges from the calibration cache when it exists; otherwise calibrate (and fill the cache)."""
+    ort_ranges = work / "ranges.json"
+    calibration = req.split.calibration
+    cache_path = req.cache_path
+    if cache_path is not None and cache_path.exists():
+        cached_ranges, means = calib_cache.load(cache_path, req.key)
+        calib_cache.write_ort_ranges(cached_ranges, ort_ranges)
+        log.info("reusing calibration ranges from %s (no calibration pass)", cache_path)
+        return _Ranges(ort_ranges, means, len(calibration), 0, True)
+
+    batch = req.options.batch
+    stream = BatchStream(calibration, req.spec.preprocess, batch)
+    log.info("calibrating (%s) on %d images from %s, batch %d", req.config.method, len(calibration), req.images, batch)
+    with Progress("calibrating", total=len(calibration)) as progress:
+        reader = OrtCalibrationReader(stream, input_name, on_batch=progress.advance)
+        ranges, means = collect_ranges(prepared, reader, req.config, work)
+    bad, used = len(stream.bad), len(stream.good)
+    if bad:
+        log.warning("%d of %d calibration images could not be decoded and were skipped", bad, len(calibration))
+    if used == 0:
+        raise CalibrationDataError(f"none of the {len(calibration)} calibration images could be decoded")
+    require("onnxruntime.quantization.calibrate").save_tensors_data(ranges, ort_ranges)
+    if cache_path is not None:
+        calib_cache.save(cache_path, req.key, ranges, means)
+        log.info("saved calibration ranges to %s", cache_path)
+    return _Ranges(ort_ranges, means, used, bad, False)
+
+
+def _bias_correct(job: _Job, plain: Path) -> tuple[_Job, Path]:
+    """Shift float biases for the mean error of INT8 weight rounding and requantize; the job gains the shifts."""
+    shifts = weight_shifts(job.prepared, plain, job.ranges.means) if job.config.bias_correction else {}
+    if not shifts:
+        return job, plain
+    log.info("bias correction: %d layers", len(shifts))
+    job = dataclasses.replace(job, shifts=shifts)
+    return job, job.quantize("int8.onnx")
+
+
+def _logits(model_path: Path, batches: list[np.ndarray]) -> np.ndarray:
+    import clsx
+
+    with clsx.open(model_path, backend="onnxrt") as rt:
+        return np.concatenate([rt.run(b) for b in batches])
+
+
+def _evaluate(job: _Job, int8: Path) -> _Outcome:
+    """INT8 vs FP32 on the held-out images; below ``min_top1``, the float fallback."""
+    req = job.request
+    eval_batches = list(BatchStream(req.split.evaluation, req.spec.preprocess, req.options.batch))
+    if not eval_batches:
+        log.warning("no held-out evaluation images: INT8 agreement not measured")
+        return _Outcome(int8, None, None)
+    ref = _logits(req.model_path, eval_batches)
+    before = compare(ref, _logits(int8, eval_batches))
+    _log_agreement("INT8 (all layers)", before)
+    min_top1 = req.options.min_top1
+    if min_top1 is not None and before.top1 < min_top1:
+        return _fallback(job, int8, before, ref, eval_batches)
+    return _Outcome(int8, before, before)
+
+
+def _fallback(job: _Job, int8: Path, before: Agreement, ref: np.ndarray, eval_batches: list[np.ndarray]) -> _Outcome:
+    """Keep the most sensitive layers in float (1, 2, 4, ... of them) until the gate holds or the limit."""
+    from clsx.calib.sensitivity import rank_layers
+
+    min_top1, max_float_layers = job.request.options.min_top1, job.request.options.max_float_layers
+    candidates = quantizable_nodes(job.prepared)
+    limit = max_float_layers if max_float_layers is not None else max(4, len(candidates) // 4)
+    ranking_graph = int8
+    if job.config.target != "tensorrt":  # rank on the layout where each layer's Q/DQ is its own
+        ranking_graph = job.quantize("int8_ranking.onnx", dataclasses.replace(job.config, target="tensorrt", reduce_range=False))
+    ranked = rank_layers(job.prepared, ranking_graph, eval_batches[:1], job.input_name, candidates)
+    log.info("most sensitive layers (output SQNR with only that layer in INT8, dB): %s",
+             ", ".join(f"{n} {d:.1f}" for n, d in ranked[:6]))
+    k = 1
+    while True:
+        kept = [name for name, _ in ranked[: min(k, limit)]]
+        int8 = job.quantize(f"int8_keep{len(kept)}.onnx", exclude=kept)
+        after = compare(ref, _logits(int8, eval_batches))
+        _log_agreement(f"INT8 with {len(kept)} layers in float", after)
+        if after.top1 >= min_top1 or len(kept) >= min(limit, len(ranked)):
+            return _Outcome(int8, before, after, kept)
+        k *= 2
+
+
+def _log_agreement(what: str, a: Agreement) -> None:
+    log.info("%s vs FP32 on %d held-out images: top-1 agreement %.1f%%, FP32 top-1 in INT8 top-5 %.1f%%",
+             what, a.images, 100 * a.top1, 100 * a.ref_top1_in_topk)
+
+
+def _publish(job: _Job, outcome: _Outcome) -> tuple[Path, dict[str, Any]]:
+    """Write the graph with its metadata: to the output, or beside it as ``*.FAILED.onnx`` when the gate missed."""
+    req = job.request
+    problems = graph_problems(outcome.graph) if req.config.target == "tensorrt" else []
+    if problems:  # a bug: the settings above must never produce these
+        raise RuntimeError(f"quantized graph is not TensorRT-compatible: {problems[:3]}")
+    doc = _int8_document(job, outcome)
+    missed = outcome.missed(req.options.min_top1)
+    final = req.out_path.with_name(req.out_path.name.replace(".onnx", ".FAILED.onnx")) if missed else req.out_path
+    _write(outcome.graph, final, doc, force=req.force or missed)  # a FAILED copy is diagnostic: the last one counts
+    return final, doc
+
+
+_LAYOUTS = {
+    "tensorrt": "QDQ int8 on weighted-layer inputs, symmetric, per-channel weights, float bias (TensorRT explicit quantization)",
+    "cpu": "QDQ uint8 activations (asymmetric) / int8 per-channel weights, int32 bias (ONNX Runtime CPU; not TensorRT-compatible)",
+}
+
+
+def _int8_document(job: _Job, outcome: _Outcome) -> dict[str, Any]:
+    from clsx.core.metadata import make_document
+
+    req, config, before, after = job.request, job.config, outcome.before, outcome.after
+    base = req.parent_doc or make_document(req.spec, artifact="onnx", precision="fp32", inputs=[], outputs=[])
+    doc = {**base, "precision": "int8", "parent_sha256": req.parent_sha}
+    doc["calibration"] = {
+        "method": config.method,
+        "target": config.target,
+        "format": _LAYOUTS[config.target],
+        "reduce_range": config.reduce_range,
+        "bias_corrected_layers": len(job.shifts),
+        "images": job.ranges.used,
+        "bad_images": job.ranges.bad,
+        "seed": req.options.seed,
+        "from_cache": job.ranges.from_cache,
+        "eval_images": before.images if before else 0,
+        "top1_agreement_all_int8": before.top1 if before else None,
+        "fp32_top1_in_int8_top5_all_int8": before.ref_top1_in_topk if before else None,
+        "top1_agreement": after.top1 if after else None,
+        "fp32_top1_in_int8_top5": after.ref_top1_in_topk if after else None,
+        "float_layers": outcome.float_layers,
+        "min_top1": req.options.min_top1,
+    }
+    return doc
+
+
+def _write(src: Path, final: Path, doc: dict[str, Any], *, force: bool) -> None:
+    """Publish the INT8 graph (``doc`` inside) and its sidecar together."""
+    import onnx
+
+    model = onnx.load(str(src))
+    embed_in_onnx(model, doc)
+    side = sidecar_path(final)
+    with OutputSet([final, side], force=force) as out:
+        onnx.save(model, str(out.temp(final)))
+        out.write_text(side, dumps(doc))

@@ -1,0 +1,289 @@
+"""Writing outputs: exclusive, atomic publishing of file sets, with the user's umask.
+
+Every file clsx writes (graphs, sidecars, plans, CSV, caches, flip lists, Triton folders) goes
+through :class:`OutputSet`:
+
+- each output is first written to a temporary file created *exclusively* in the output's own folder
+  (:func:`tempfile.mkstemp`: an unpredictable name, ``O_CREAT | O_EXCL``, so a symlink planted
+  there is never followed);
+- when the whole set is written, it is published: without ``force`` each file is hard-linked to its
+  final name, which fails if that name exists at that moment (so two runs racing for one output
+  cannot both win: the loser gets one line); with ``force`` it is renamed over the old file;
+- if anything fails (disk full, a signal, a lost race), every temporary file is removed and any
+  member of the set already published by this run is taken back, so a set is all or nothing;
+- published files get ``0o666 & ~umask`` (mkstemp's 0600 is for the temporary only).
+
+The early checks (:func:`refuse_existing`, :func:`check_writable`) only fail fast, before hours of
+work; publishing is what guarantees nothing is clobbered.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from typing import IO, Any, Iterable, Iterator, Sequence
+
+from clsx.core.errors import ClsxError, OutputExistsError
+
+
+class OutputError(ClsxError):
+    """An output could not be written (disk full, no permission, a folder in the way ...)."""
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def first_line(exc: BaseException | str, *, limit: int = 300) -> str:
+    """The first non-empty line of an exception's message (colour codes removed, at most ``limit``
+    characters); the exception's type name when it has no message. For one-line errors."""
+    text = _ANSI.sub("", str(exc)).strip()
+    line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
+    if not line:
+        return type(exc).__name__ if isinstance(exc, BaseException) else ""
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def describe_exception(exc: BaseException) -> str:
+    """``Type: first line``, plus ``(cause: Type: first line)`` of the root cause where there is one:
+    library errors (torch's exporter, AOTInductor) say which step failed, their cause says why."""
+
+    def one(e: BaseException) -> str:
+        line = first_line(e)
+        return f"{type(e).__name__}: {line}" if line != type(e).__name__ else line
+
+    root, seen = exc, {id(exc)}
+    while root.__cause__ is not None and id(root.__cause__) not in seen:
+        root = root.__cause__
+        seen.add(id(root))
+    return one(exc) if root is exc else f"{one(exc)} (cause: {one(root)})"
+
+
+def sha256_bytes(data: bytes | memoryview) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """sha256 of a file's contents, read in 16 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 24), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def umask() -> int:
+    """The process umask (read without changing it for longer than one call)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def public_mode() -> int:
+    """The mode a plain ``open(path, "w")`` would give a new file."""
+    return 0o666 & ~umask()
+
+
+def exists_message(path: Path) -> str:
+    return f"{path} already exists; pass --force to overwrite it"
+
+
+def refuse_existing(paths: Iterable[str | os.PathLike], *, force: bool) -> None:
+    """Fail fast, before any work, when an output exists and ``force`` is not given. (Publishing
+    checks again at the end: this is only so nobody waits for a run that cannot publish.)"""
+    for p in map(Path, paths):
+        if p.is_dir() and not p.is_symlink():
+            raise OutputError(f"cannot write {p}: it is a folder")
+        if not force and os.path.lexists(p):
+            raise OutputExistsError(exists_message(p))
+
+
+def check_writable(path: str | os.PathLike, *, what: str = "", error: type[ClsxError] = OutputError) -> None:
+    """Fail fast, before any work, when ``path``'s folder cannot take a new file. ``what`` names the
+    output in the message (``cannot write the timing cache PATH: ...``); ``error`` is the class raised."""
+    p = Path(path)
+    folder = p.parent
+    name = f"{what} {p}" if what else str(p)
+    if not folder.exists():
+        raise error(f"cannot write {name}: folder {folder} does not exist")
+    if not folder.is_dir():
+        raise error(f"cannot write {name}: {folder} is not a folder")
+    if p.is_dir():
+        raise error(f"cannot write {name}: it is a folder")
+    try:  # os.access lies for root and on read-only mounts: try for real
+        fd, probe = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".probe", dir=folder)
+    except OSError as exc:
+        raise error(f"cannot write {name}: {exc.strerror or exc}") from None
+    os.close(fd)
+    os.unlink(probe)
+
+
+def write_error(path: Path, exc: OSError) -> OutputError:
+    """``cannot write PATH: No space left on device`` (one line for any write failure)."""
+    return OutputError(f"cannot write {path}: {exc.strerror or first_line(exc)}")
+
+
+class OutputSet:
+    """Files written aside and published together (see the module docstring).
+
+    ::
+
+        with OutputSet([plan, sidecar], force=force) as out:
+            out.write_bytes(plan, data)
+            out.write_text(sidecar, json_text)
+        # both published here, or neither
+
+    ``temp(path)`` gives the temporary's path for libraries that write by file name (``onnx.save``);
+    ``open(path)`` a file object. A member never written is not published. An :class:`OSError`
+    while writing or publishing becomes one :class:`OutputError` line naming the file.
+    """
+
+    def __init__(self, paths: Sequence[str | os.PathLike], *, force: bool = False) -> None:
+        self.paths = [Path(p) for p in paths]
+        self.force = force
+        self._temps: dict[Path, Path] = {}
+        self._published: list[Path] = []
+
+    # -- writing ---------------------------------------------------------------------------------
+
+    def _member(self, path: str | os.PathLike) -> Path:
+        p = Path(path)
+        if p not in self.paths:
+            raise ValueError(f"{p} is not an output of this set ({', '.join(map(str, self.paths))})")
+        return p
+
+    def temp(self, path: str | os.PathLike) -> Path:
+        """The temporary file standing for ``path`` until publishing (created empty, exclusively)."""
+        p = self._member(path)
+        if p not in self._temps:
+            try:
+                fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+            except OSError as exc:
+                raise write_error(p, exc) from None
+            os.close(fd)
+            self._temps[p] = Path(tmp)
+        return self._temps[p]
+
+    def open(self, path: str | os.PathLike, mode: str = "wb", **kw: Any) -> IO[Any]:
+        if "w" not in mode:
+            raise ValueError("an output is opened for writing")
+        return open(self.temp(path), mode, **kw)
+
+    def write_bytes(self, path: str | os.PathLike, data: bytes | memoryview) -> None:
+        p = self._member(path)
+        try:
+            with self.open(p, "wb") as f:
+                f.write(data)
+        except OSError as exc:
+            raise write_error(p, exc) from None
+
+    def write_text(self, path: str | os.PathLike, text: str) -> None:
+        self.write_bytes(path, text.encode("utf-8"))
+
+    # -- publishing ------------------------------------------------------------------------------
+
+    def publish(self) -> list[Path]:
+        """Move every written member into place (exclusively unless ``force``); all or nothing."""
+        mode = public_mode()
+        try:
+            for p, tmp in self._temps.items():
+                os.chmod(tmp, mode)
+                if self.force:
+                    if p.is_dir() and not p.is_symlink():
+                        raise OutputError(f"cannot write {p}: it is a folder")
+                    os.replace(tmp, p)
+                else:
+                    _link_exclusive(tmp, p)
+                    tmp.unlink()
+                self._published.append(p)
+        except FileExistsError:
+            self.discard(taking_back=True)
+            raise OutputExistsError(f"{p} already exists (another run wrote it meanwhile?); pass --force to overwrite it") from None
+        except OSError as exc:
+            self.discard(taking_back=True)
+            raise write_error(p, exc) from None
+        except BaseException:
+            self.discard(taking_back=True)
+            raise
+        self._temps.clear()
+        return list(self._published)
+
+    def discard(self, *, taking_back: bool = False) -> None:
+        """Remove every temporary; with ``taking_back``, also what this set already published."""
+        for tmp in self._temps.values():
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+        self._temps.clear()
+        if taking_back:
+            for p in self._published:
+                with contextlib.suppress(OSError):
+                    p.unlink()
+            self._published.clear()
+
+    def __enter__(self) -> "OutputSet":
+        return self
+
+    def __exit__(self, exc_type: Any, *rest: Any) -> None:
+        if exc_type is None:
+            self.publish()
+        else:
+            self.discard(taking_back=True)
+
+
+def _link_exclusive(tmp: Path, target: Path) -> None:
+    """Give ``tmp`` the name ``target``, failing with FileExistsError if it exists at this moment."""
+    try:
+        os.link(tmp, target, follow_symlinks=False)
+        return
+    except FileExistsError:
+        raise
+    except OSError as exc:  # a file system without hard links (FAT, some FUSE mounts)
+        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK):
+            raise
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)  # claim the name
+    os.close(fd)
+    os.replace(tmp, target)
+
+
+def write_file(path: str | os.PathLike, data: bytes | str, *, force: bool = False) -> Path:
+    """One file, published exclusively (or over the old one with ``force``)."""
+    p = Path(path)
+    with OutputSet([p], force=force) as out:
+        out.write_bytes(p, data.encode("utf-8") if isinstance(data, str) else data)
+    return p
+
+
+@contextlib.contextmanager
+def text_output(path: str | os.PathLike, *, force: bool = False) -> Iterator[IO[str]]:
+    """A text file (UTF-8, newlines as written) that appears at ``path`` only when the block succeeds."""
+    p = Path(path)
+    with OutputSet([p], force=force) as out:
+        try:
+            f = out.open(p, "w", encoding="utf-8", newline="")
+        except OSError as exc:
+            raise write_error(p, exc) from None
+        try:
+            with f:
+                yield f
+        except OSError as exc:
+            raise write_error(p, exc) from None
+
+
+@contextlib.contextmanager
+def temp_folder(near: str | os.PathLike, *, prefix: str = "") -> Iterator[Path]:
+    """A private temporary folder beside ``near`` (same file system, so its files can be renamed
+    into place), removed with whatever is left in it, also on an exception or a signal."""
+    p = Path(near)
+    try:
+        folder = Path(tempfile.mkdtemp(prefix=f".{prefix or p.name}.", suffix=".tmp", dir=p.parent))
+    except OSError as exc:
+        raise write_error(p, exc) from None
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

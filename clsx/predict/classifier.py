@@ -1,0 +1,144 @@
+"""``Classifier``: a Runtime joined with its spec's preprocessing and labels -> top-k predictions.
+
+The same object serves the Python API (``Classifier(clsx.open("model.onnx")).predict(paths)``),
+``clsx infer`` and the demo, so every path from an image to a label goes through
+:mod:`clsx.core.preprocess` and :func:`top_k` the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import numpy as np
+from PIL import Image
+
+from clsx.core.errors import SpecError
+from clsx.core.machine import cpu_cores
+from clsx.core.preprocess import ImageInput, preprocess
+from clsx.core.spec import ModelSpec, PreprocessSpec
+from clsx.predict.pipeline import batched, decode, default_window, read_ahead
+from clsx.predict.prediction import Prediction, predictions, source_name
+from clsx.runtimes.base import Runtime
+
+log = logging.getLogger(__name__)
+
+
+def _is_single_image(images: Any) -> bool:
+    if isinstance(images, (str, os.PathLike, Image.Image)):
+        return True
+    return isinstance(images, np.ndarray) and images.ndim in (2, 3)
+
+
+class Classifier:
+    """Top-k classification with a Runtime and the preprocessing its spec describes.
+
+    ``runtime`` is a :class:`Runtime` or anything :func:`clsx.open` takes (then ``open_kw`` go to
+    ``clsx.open`` and the Classifier closes the runtime it opened). Nothing loads until first use.
+    """
+
+    def __init__(self, runtime: Runtime | str | Path | Any, *, batch_size: int = 32, workers: int | None = None, **open_kw: Any) -> None:
+        if batch_size < 1:
+            raise SpecError(f"batch size must be at least 1; got {batch_size}")
+        if isinstance(runtime, Runtime):
+            if open_kw:
+                raise TypeError(f"open options {sorted(open_kw)} apply only when the Classifier opens the runtime itself")
+            self.runtime, self._owns_runtime = runtime, False
+        else:
+            from clsx.runtimes.registry import open as open_runtime
+
+            self.runtime, self._owns_runtime = open_runtime(runtime, **open_kw), True
+        self.batch_size = batch_size
+        self.workers = workers
+
+    # -- what the model expects ------------------------------------------------------------------
+
+    @property
+    def spec(self) -> ModelSpec:
+        return self.runtime.spec
+
+    @property
+    def preprocess_spec(self) -> PreprocessSpec:
+        return self.spec.preprocess
+
+    @property
+    def num_classes(self) -> int:
+        return self.spec.num_classes
+
+    @property
+    def labels(self) -> tuple[str, ...] | None:
+        return self.spec.labels
+
+    def effective_topk(self, topk: int) -> int:
+        """``topk`` capped at the number of classes (with a warning when it had to be capped)."""
+        if topk < 1:
+            raise SpecError(f"topk must be at least 1; got {topk}")
+        if topk > self.num_classes:
+            log.warning("topk %d is more than the model's %d classes; using %d", topk, self.num_classes, self.num_classes)
+            return self.num_classes
+        return topk
+
+    # -- the steps -------------------------------------------------------------------------------
+
+    def load(self, image: ImageInput) -> np.ndarray:
+        """One image -> CHW float32 tensor (thread-safe; raises ImageError for bad images)."""
+        return preprocess(image, self.preprocess_spec)
+
+    def classify(self, batch: np.ndarray, sources: list[str], topk: int) -> list[Prediction]:
+        """Run an NCHW batch and turn its logits into one Prediction per row."""
+        return predictions(self.runtime.run(batch), sources, topk, self.labels)
+
+    def predict(self, images: ImageInput | Iterable[ImageInput], topk: int = 5) -> list[Prediction]:
+        """Top-k for each image (paths, PIL images or uint8 HWC arrays), in input order.
+
+        Images that cannot be read get a Prediction with ``error`` set instead of raising, so one bad
+        file does not lose the others. Decoding runs in worker threads, overlapped with inference.
+        """
+        return list(self.predict_iter(images, topk=topk))
+
+    def predict_iter(self, images: ImageInput | Iterable[ImageInput], topk: int = 5) -> Iterator[Prediction]:
+        """Like :meth:`predict`, but streaming: memory stays bounded for any number of images."""
+        if _is_single_image(images):
+            images = [images]  # type: ignore[list-item]
+        for batch in self.predict_batches(images, topk=topk):  # type: ignore[arg-type]
+            yield from batch
+
+    def predict_batches(self, images: Iterable[ImageInput], *, topk: int = 5, batch_size: int | None = None,
+                        workers: int | None = None) -> Iterator[list[Prediction]]:
+        """Predictions for ``images`` in input order, one list per inference batch.
+
+        Up to ``2 * batch_size + workers`` images are read ahead by ``workers`` threads (default: one
+        per core) while the runtime runs (:func:`clsx.predict.pipeline.read_ahead`); images that fail
+        become Predictions with ``error`` set. The runtime loads while the first images decode.
+        """
+        k = self.effective_topk(topk)
+        size = batch_size or self.batch_size
+        workers = workers or self.workers or cpu_cores()
+        self.preprocess_spec  # noqa: B018  resolve the spec once, before the threads need it
+        named = ((source_name(src, i), src) for i, src in enumerate(images))
+        loaded = read_ahead(named, lambda item: decode(self.load, item[1], item[0]), workers=workers,
+                            window=default_window(size, workers),
+                            on_start=self.runtime.activate)
+        for chunk in batched(loaded, size):
+            good = [(name, tensor) for (name, _), (tensor, _) in chunk if tensor is not None]
+            scored = iter(self.classify(np.stack([t for _, t in good]), [n for n, _ in good], k) if good else [])
+            yield [next(scored) if tensor is not None else Prediction(source=name, error=error)
+                   for (name, _), (tensor, error) in chunk]
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        if self._owns_runtime:
+            self.runtime.deactivate()
+
+    def __enter__(self) -> "Classifier":
+        self.runtime.activate()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<Classifier {self.runtime!r}>"

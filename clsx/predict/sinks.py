@@ -1,0 +1,129 @@
+"""Where predictions go: CSV and JSONL writers, and the loop that streams rows and counts them.
+
+``clsx infer``, ``clsx infer --ray`` and ``clsx demo`` write through these, so their rows are the
+same: ``path, top1_index, top1_label, top1_prob, ..., topK_prob, error`` (the C++ tool's columns
+too), one row per image, flushed per batch so a run killed midway leaves a valid prefix.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, Iterable, TextIO
+
+from clsx.core.errors import ClsxError
+from clsx.core.progress import Progress
+from clsx.predict.prediction import Prediction
+
+log = logging.getLogger(__name__)
+
+FORMATS = ("csv", "jsonl")
+
+
+class CsvWriter:
+    """``path, top1_index, top1_label, top1_prob, ..., topK_prob, error`` (the demo's and C++'s columns)."""
+
+    def __init__(self, stream: TextIO, topk: int) -> None:
+        self.stream, self.topk = stream, topk
+        self._csv = csv.writer(stream, lineterminator="\n")
+
+    @staticmethod
+    def header(topk: int) -> list[str]:
+        cols = ["path"]
+        for i in range(1, topk + 1):
+            cols += [f"top{i}_index", f"top{i}_label", f"top{i}_prob"]
+        return cols + ["error"]
+
+    def write_header(self) -> None:
+        self._csv.writerow(self.header(self.topk))
+
+    def write(self, pred: Prediction) -> None:
+        row: list[Any] = [pred.source]
+        for i in range(self.topk):
+            if i < len(pred.indices):
+                row += [pred.indices[i], pred.labels[i], f"{pred.probs[i]:.6f}"]
+            else:
+                row += ["", "", ""]
+        self._csv.writerow(row + [pred.error or ""])
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
+class JsonlWriter:
+    """One JSON object per line: ``{"path", "topk": [{"index", "label", "prob"}...], "error"}``."""
+
+    def __init__(self, stream: TextIO, topk: int) -> None:
+        self.stream, self.topk = stream, topk
+
+    def write_header(self) -> None:
+        pass
+
+    def write(self, pred: Prediction) -> None:
+        self.stream.write(json.dumps(pred.to_dict(), ensure_ascii=False) + "\n")
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
+def make_writer(fmt: str, stream: TextIO, topk: int) -> CsvWriter | JsonlWriter:
+    check_format(fmt)
+    return CsvWriter(stream, topk) if fmt == "csv" else JsonlWriter(stream, topk)
+
+
+def write_predictions(preds: Iterable[Prediction], stream: TextIO, *, topk: int, fmt: str = "csv") -> int:
+    """Write a header and rows for ``preds`` (used by the demo); returns the number of rows."""
+    writer = make_writer(fmt, stream, topk)
+    writer.write_header()
+    n = 0
+    for n, pred in enumerate(preds, 1):
+        writer.write(pred)
+    writer.flush()
+    return n
+
+
+def check_format(fmt: str) -> None:
+    if fmt not in FORMATS:
+        raise ClsxError(f"unknown format {fmt!r}: use {' or '.join(FORMATS)}")
+
+
+@dataclass
+class InferSummary:
+    images: int
+    failed: int
+    seconds: float
+    runtime: str
+
+    @property
+    def images_per_s(self) -> float:
+        return self.images / self.seconds if self.seconds > 0 else 0.0
+
+    def line(self) -> str:
+        """The summary line on stderr."""
+        return (f"{self.images} images, {self.failed} failed, {self.seconds:.1f} s, {self.images_per_s:.1f} img/s"
+                + (f" [{self.runtime}]" if self.runtime else ""))
+
+
+def stream_rows(batches: Iterable[list[Prediction]], writer: CsvWriter | JsonlWriter, *, progress: bool = False) -> tuple[int, int, float]:
+    """Write every prediction of ``batches`` (header first), flushing after each batch; a failed
+    image's reason is also a warning on stderr. Returns (rows, failed, seconds)."""
+    writer.write_header()
+    writer.flush()
+    n = failed = 0
+    start = time.perf_counter()
+    with Progress("infer", enabled=progress) as bar:
+        for batch in batches:
+            for pred in batch:
+                writer.write(pred)
+                if not pred.ok:
+                    failed += 1
+                    log.warning("%s", pred.error)
+            writer.flush()
+            n += len(batch)
+            bar.advance(len(batch))
+    if n == 0:
+        log.warning("no images found")
+    return n, failed, time.perf_counter() - start
