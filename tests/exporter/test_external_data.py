@@ -123,10 +123,10 @@ def test_large_graph_refuses_to_clobber_either_file(tmp_path, wide_head, monkeyp
 def test_large_graph_leaves_nothing_behind_on_failure(tmp_path, wide_head, monkeypatch):
     monkeypatch.setattr(artifacts, "SINGLE_FILE_LIMIT", LIMIT)
 
-    def no_sidecar(path, doc):
+    def no_sidecar(doc):  # the sidecar is the last member of the file set to be written
         raise OSError("disk full")
 
-    monkeypatch.setattr(artifacts, "write_sidecar", no_sidecar)
+    monkeypatch.setattr(artifacts, "dumps", no_sidecar)
     with pytest.raises(OSError, match="disk full"):
         export_onnx(wide_head, tmp_path / "big.onnx", verify=False)
     assert _files(tmp_path) == []  # no graph, no data file, no staging folder

@@ -14,6 +14,7 @@ from torch import nn
 
 from clsx.core.errors import GateFailedError, OutputExistsError, SpecError
 from clsx.exporter import ExportError, export_onnx
+from clsx.core.files import describe_exception
 from clsx.exporter import onnx_export
 from clsx.core.metadata import read_metadata, read_onnx_metadata, sidecar_path
 from clsx.core.spec import ModelSpec, PreprocessSpec
@@ -268,7 +269,7 @@ def test_exporter_failure_reason_names_its_cause():
         except AssertionError as cause:
             raise RuntimeError("\x1b[96mThis is step 3/3\x1b[0m of exporting the model to ONNX.\nNext steps: ...") from cause
     except RuntimeError as exc:
-        line = onnx_export._first_line(exc)
+        line = describe_exception(exc)
     assert line == ("RuntimeError: This is step 3/3 of exporting the model to ONNX. "
                     "(cause: AssertionError: only 4D query, key, and value are supported)")
 
