@@ -8,9 +8,11 @@ imported inside the commands so ``--help`` stays fast.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -20,6 +22,7 @@ from typer.core import TyperGroup
 
 from clsx import __version__
 from clsx.core.errors import ClsxError
+from clsx.core.files import ReaderGone
 
 log = logging.getLogger("clsx")
 _DEBUG = os.environ.get("CLSX_DEBUG", "").strip().lower() in ("1", "true", "yes", "on")
@@ -34,8 +37,21 @@ class _ClsxGroup(TyperGroup):
         except ClsxError as exc:
             if _DEBUG:
                 raise
-            typer.echo(f"clsx: error: {exc}", err=True)
+            if not isinstance(exc, ReaderGone):  # `clsx infer ... | head`: stop quietly
+                typer.echo(f"clsx: error: {exc}", err=True)
             raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (see main): temporaries are gone by now
+            name = "SIGTERM" if isinstance(exc, Terminated) else "SIGINT"
+            typer.echo(f"clsx: interrupted ({name}); nothing was published", err=True)
+            raise typer.Exit(128 + (signal.SIGTERM if name == "SIGTERM" else signal.SIGINT)) from None
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the process is, so every ``finally`` and ``with`` cleans up as for Ctrl-C."""
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise Terminated()
 
 
 app = typer.Typer(
@@ -509,7 +525,30 @@ def triton_repo_cmd(
 
 
 def main() -> None:
-    app()
+    """The console script: SIGTERM is handled like Ctrl-C (temporary files removed, one line, exit
+    143); a file-size limit makes writes fail with EFBIG (one line) instead of killing the process;
+    a stdout that cannot take the data (full disk, closed pipe) is one line, exit 1."""
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    if hasattr(signal, "SIGXFSZ"):
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    try:
+        app()
+    finally:
+        _flush_stdout()
+
+
+def _flush_stdout() -> None:
+    """Flush stdout now; if it cannot take the data, say so once and point fd 1 at /dev/null so the
+    interpreter's own flush at exit does not print a traceback."""
+    try:
+        sys.stdout.flush()
+    except OSError as exc:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        if exc.errno != errno.EPIPE:  # a reader that stopped reading (| head) is not an error
+            typer.echo(f"clsx: error: cannot write to stdout: {exc.strerror or exc}", err=True)
+            raise SystemExit(1) from None
 
 
 if __name__ == "__main__":

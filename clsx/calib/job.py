@@ -27,12 +27,14 @@ from clsx.calib.bias_correction import weight_shifts
 from clsx.calib.quantize import QuantConfig, QuantizationError, check_quantizable, collect_ranges, graph_problems, prepare, quantizable_nodes, quantize
 from clsx.calib.reader import BatchStream, CalibrationDataError, ImageSplit, OrtCalibrationReader, split_images
 from clsx.core.agreement import Agreement, compare
+from clsx.core.artifact import checked_onnx
 from clsx.core.errors import GateFailedError, SpecError
 from clsx.core.files import OutputSet, check_writable, refuse_existing, sha256_file
-from clsx.core.metadata import dumps, embed_in_onnx, read_onnx_metadata, sidecar_path, spec_of
+from clsx.core.metadata import (check_graph_input, dumps, embed_in_onnx, onnx_input_shape_of, read_onnx_metadata,
+                                 sidecar_path, spec_of)
 from clsx.core.optional import require
 from clsx.core.progress import Progress
-from clsx.core.spec import ModelSpec, PreprocessOverrides, PreprocessSpec, resolve_preprocess
+from clsx.core.spec import MAX_NUM_CLASSES, ModelSpec, PreprocessOverrides, PreprocessSpec, resolve_preprocess
 
 log = logging.getLogger(__name__)
 
@@ -203,8 +205,9 @@ def calibrate(
 
 def _request(model_path: Path, images: str | Path, out: str | Path | None, options: CalibOptions, force: bool) -> _Request:
     """Check the model and output paths, read the model's spec, split the images."""
-    if not model_path.is_file():
+    if not model_path.exists():
         raise SpecError(f"{model_path}: no such ONNX file")
+    checked_onnx(model_path)  # its external data inside its folder, before anything reads the graph
     out_path = Path(out) if out is not None else default_output(model_path)
     refuse_existing([out_path, sidecar_path(out_path)], force=force)
     check_writable(out_path)
@@ -228,13 +231,28 @@ def _model_spec(model_path: Path, overrides: PreprocessOverrides | None) -> tupl
             raise QuantizationError(f"{model_path} is {state}; calibrate the FP32 graph")
         if overrides is not None and overrides.as_dict():
             spec = ModelSpec(**{**spec.__dict__, "preprocess": resolve_preprocess(spec.preprocess, overrides)})
+            check_graph_input(spec.preprocess.input_size, onnx_input_shape_of(model_path), where=str(model_path),
+                              says="the preprocessing flags give")  # before a calibration image is decoded at that size
         return spec, doc
     given = overrides.as_dict() if overrides is not None else {}
     missing = [flag for flag, key in (("--input-size", "input_size"), ("--mean", "mean"), ("--std", "std")) if key not in given]
     if missing:
         raise SpecError(f"{model_path} has no clsx metadata, so its preprocessing is unknown: pass {', '.join(missing)}")
     pre = resolve_preprocess(PreprocessSpec(), overrides)
-    return ModelSpec(name=model_path.stem, source="onnx", num_classes=0, preprocess=pre), None
+    check_graph_input(pre.input_size, onnx_input_shape_of(model_path), where=str(model_path), says="--input-size gives")
+    return ModelSpec(name=model_path.stem, source="onnx", num_classes=_graph_classes(model_path), preprocess=pre), None
+
+
+def _graph_classes(path: Path) -> int:
+    """The class count of a graph without metadata: its output's last, fixed dim (the INT8 graph's
+    document must name a positive count to be readable)."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    dims = model.graph.output[0].type.tensor_type.shape.dim if model.graph.output else []
+    if dims and dims[-1].HasField("dim_value") and 1 <= dims[-1].dim_value <= MAX_NUM_CLASSES:
+        return int(dims[-1].dim_value)
+    raise SpecError(f"{path} has no clsx metadata and its output has no fixed class count; export it with clsx export")
 
 
 def _input_name(path: Path) -> str:
@@ -254,7 +272,7 @@ def _ranges(req: _Request, prepared: Path, input_name: str, work: Path) -> _Rang
     calibration = req.split.calibration
     cache_path = req.cache_path
     if cache_path is not None and cache_path.exists():
-        cached_ranges, means = calib_cache.load(cache_path, req.key)
+        cached_ranges, means = calib_cache.load(cache_path, req.key, prepared)
         calib_cache.write_ort_ranges(cached_ranges, ort_ranges)
         log.info("reusing calibration ranges from %s (no calibration pass)", cache_path)
         return _Ranges(ort_ranges, means, len(calibration), 0, True)

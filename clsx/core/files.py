@@ -25,6 +25,7 @@ import hashlib
 import os
 import re
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 from typing import IO, Any, Iterable, Iterator, Sequence
@@ -287,3 +288,59 @@ def temp_folder(near: str | os.PathLike, *, prefix: str = "") -> Iterator[Path]:
         yield folder
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+class ReaderGone(OutputError):
+    """stdout's reader closed the pipe (``clsx infer ... | head``): stop quietly, as Unix tools do."""
+
+    exit_code = 141  # 128 + SIGPIPE, what a shell reports for a tool killed by it
+
+
+class GuardedStream:
+    """A text stream (stdout) whose write errors (disk full, a closed pipe, a file-size limit) become
+    one :class:`OutputError` line naming it, instead of a traceback."""
+
+    def __init__(self, stream: IO[str], name: str = "stdout") -> None:
+        self._stream, self.name = stream, name
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except OSError as exc:
+            raise self._failed(exc) from None
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except OSError as exc:
+            raise self._failed(exc) from None
+
+    def _failed(self, exc: OSError) -> OutputError:
+        """The error to raise; the stream's descriptor now points at /dev/null, so what is still
+        buffered (flushed again at exit) cannot fail a second time."""
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self._stream.fileno())
+            os.close(devnull)
+        if exc.errno == errno.EPIPE:
+            return ReaderGone(f"{self.name} was closed by its reader")
+        return OutputError(f"cannot write to {self.name}: {exc.strerror or first_line(exc)}")
+
+
+@contextlib.contextmanager
+def data_stdout() -> Iterator[IO[str]]:
+    """The real stdout as a text stream for data, while file descriptor 1 (and with it ``sys.stdout``)
+    points at stderr: libraries that print (Ray's driver echoes worker errors on stdout) cannot mix
+    lines into the rows. Restored afterwards."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    stream = os.fdopen(os.dup(saved), "w", encoding="utf-8", errors="strict")
+    try:
+        yield stream
+    finally:
+        with contextlib.suppress(OSError, ValueError):
+            stream.close()  # flushes; a failure was reported by the GuardedStream around it
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)

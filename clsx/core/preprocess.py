@@ -17,8 +17,9 @@ transforms also build), so a model sees the tensor it was trained and evaluated 
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
-from typing import Iterable, Union
+from typing import IO, Iterable, Union
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -56,7 +57,7 @@ def load_image(src: ImageInput, *, channels: int = 3) -> Image.Image:
     else:
         path = Path(src)
         try:
-            with Image.open(path) as opened:
+            with _open_regular(path) as f, Image.open(f) as opened:
                 _check_pixels(opened, path)
                 opened.load()  # force a full decode now: truncated files fail here, not later
                 img = ImageOps.exif_transpose(opened) or opened
@@ -76,6 +77,25 @@ def load_image(src: ImageInput, *, channels: int = 3) -> Image.Image:
             raise ImageError(f"{path}: cannot decode image ({exc})") from None
     img = ImageOps.exif_transpose(img) or img
     return _to_mode(img, channels)
+
+
+def _open_regular(path: Path) -> IO[bytes]:
+    """``path`` opened for reading only if it is a regular file: a FIFO, socket or device named
+    ``x.jpg`` is refused at once instead of blocking forever (opened non-blocking, checked with
+    fstat on the descriptor itself, so nothing can be swapped in between)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise ImageError(f"{path}: is a directory, not an image")
+        if not stat.S_ISREG(mode):
+            kind = "a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device"
+            raise ImageError(f"{path}: not a regular file ({kind}); only regular files are read")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def _check_pixels(img: Image.Image, path: Path) -> None:

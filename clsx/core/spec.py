@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
+import reprlib
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Mapping
 
@@ -20,6 +22,82 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "lanczos", "box", "hamming")
 DEFAULT_CROP_PCT = 0.875
+
+#: The largest image height or width clsx feeds a model (``input_size``, ``--input-size``, metadata
+#: documents). 4096 px is 4.5x the largest input of any model the zoo builds (896 px, timm's
+#: ``vit_so400m_patch14_siglip_gap_896``), while one 3x4096x4096 float32 tensor is already 192 MiB;
+#: a typo (``--input-size 10000``) or a hostile document (12000 px: 1.6 GiB per image, times the
+#: batch and the read-ahead window) is one line instead of a process killed for memory.
+MAX_INPUT_SIDE = 4096
+#: The largest ``resize_size`` (the shorter side before the center crop): twice the largest input,
+#: i.e. crop_pct down to 0.5 at 4096 px (timm's smallest crop_pct is 0.75).
+MAX_RESIZE_SIDE = 2 * MAX_INPUT_SIDE
+#: The most classes a spec may declare: 1,000,000 (ImageNet-21k has 21,843; the largest public
+#: classification heads have ~10^5). Bounds the logits and labels a document can make clsx allocate.
+MAX_NUM_CLASSES = 1_000_000
+
+_shown = reprlib.Repr()
+_shown.maxstring, _shown.maxother, _shown.maxlist, _shown.maxtuple, _shown.maxdict, _shown.maxlevel = 60, 60, 6, 6, 4, 3
+
+
+def show_value(value: Any) -> str:
+    """A short, one-line rendering of a (possibly hostile) value for an error message, with its JSON
+    kind: ``'1' (a string)``, ``true (a boolean)``, ``[[[...]]] (a list)``."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"{str(value).lower()} (a boolean)"
+    kind = ("a string" if isinstance(value, str) else "a list" if isinstance(value, (list, tuple))
+            else "an object" if isinstance(value, Mapping) else "an integer" if isinstance(value, numbers.Integral)
+            else "a number" if isinstance(value, numbers.Real) else type(value).__name__)
+    try:
+        text = _shown.repr(value)
+    except (RecursionError, ValueError):
+        text = "..."
+    return f"{text} ({kind})"
+
+
+def is_int(value: Any) -> bool:
+    """An integer (Python or numpy), not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def is_number(value: Any) -> bool:
+    """A finite real number (Python or numpy), not a bool: NaN and infinities are refused."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+class FieldError(SpecError):
+    """A SpecError about one field: ``str()`` is ``"<field> <problem>"``; from_dict prefixes the path
+    of the object the field belongs to (``model.preprocess.std must be ...``)."""
+
+    def __init__(self, name: str, problem: str) -> None:
+        super().__init__(f"{name} {problem}")
+        self.field, self.problem = name, problem
+
+    def under(self, prefix: str) -> SpecError:
+        return FieldError(f"{prefix}.{self.field}", self.problem)
+
+
+def _numbers(value: Any, name: str, count: int, *, positive: bool = False) -> tuple[float, ...]:
+    what = "positive, finite numbers" if positive else "finite numbers"
+    if isinstance(value, (str, bytes)) or not isinstance(value, (tuple, list)):
+        raise FieldError(name, f"must be a list of {what}; got {show_value(value)}")
+    if not all(is_number(v) and (v > 0 or not positive) for v in value):
+        raise FieldError(name, f"must be {what}; got {show_value(list(value))}")
+    if len(value) != count:
+        raise FieldError(name, f"needs {count} values (one per channel of the input); got {len(value)}")
+    return tuple(float(v) for v in value)
+
+
+def check_input_size(value: Any, name: str = "input_size") -> tuple[int, int, int]:
+    """``value`` as a valid (C, H, W): C 1 or 3, H and W from 1 to :data:`MAX_INPUT_SIDE`."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, (tuple, list)) or len(value) != 3 or not all(is_int(v) for v in value):
+        raise FieldError(name, f"must be 3 integers (C, H, W); got {show_value(value)}")
+    c, h, w = (int(v) for v in value)
+    if c not in (1, 3) or not (1 <= h <= MAX_INPUT_SIDE and 1 <= w <= MAX_INPUT_SIDE):
+        raise FieldError(name, f"must be 1xHxW or 3xHxW with H and W from 1 to {MAX_INPUT_SIDE}; got {c}x{h}x{w}")
+    return c, h, w
 
 
 @dataclass(frozen=True)
@@ -41,21 +119,22 @@ class PreprocessSpec:
     input_range: float = 1.0  # 1.0 for [0, 1], 255.0 for [0, 255]
 
     def __post_init__(self) -> None:
-        c, h, w = self.input_size
-        if c not in (1, 3) or h < 1 or w < 1:
-            raise SpecError(f"input size must be 1xHxW or 3xHxW with positive H, W; got {c}x{h}x{w}")
-        if self.interpolation not in INTERPOLATIONS:
-            raise SpecError(f"interpolation must be one of {', '.join(INTERPOLATIONS)}; got {self.interpolation!r}")
-        if len(self.mean) != c or len(self.std) != c:
-            raise SpecError(f"mean and std need {c} values each (one per channel); got {len(self.mean)} and {len(self.std)}")
-        if any(s <= 0 for s in self.std):
-            raise SpecError(f"std values must be positive; got {self.std}")
-        if self.resize_size < 1:
-            raise SpecError(f"resize size must be positive; got {self.resize_size}")
-        if self.channel_order not in ("RGB", "BGR"):
-            raise SpecError(f"channel order must be RGB or BGR; got {self.channel_order!r}")
-        if self.input_range not in (1.0, 255.0):
-            raise SpecError(f"input range must be 1 or 255; got {self.input_range}")
+        # every field is checked (types included: specs are built from JSON documents too) and
+        # normalised to plain Python ints/floats/tuples; a failure is a FieldError naming the field
+        c, h, w = check_input_size(self.input_size)
+        if not is_int(self.resize_size) or not 1 <= self.resize_size <= MAX_RESIZE_SIDE:
+            raise FieldError("resize_size", f"must be an integer from 1 to {MAX_RESIZE_SIDE}; got {show_value(self.resize_size)}")
+        if not isinstance(self.interpolation, str) or self.interpolation not in INTERPOLATIONS:
+            raise FieldError("interpolation", f"must be one of {', '.join(INTERPOLATIONS)}; got {show_value(self.interpolation)}")
+        mean = _numbers(self.mean, "mean", c)
+        std = _numbers(self.std, "std", c, positive=True)
+        if not isinstance(self.channel_order, str) or self.channel_order not in ("RGB", "BGR"):
+            raise FieldError("channel_order", f"must be RGB or BGR; got {show_value(self.channel_order)}")
+        if not is_number(self.input_range) or self.input_range not in (1.0, 255.0):
+            raise FieldError("input_range", f"must be 1 or 255; got {show_value(self.input_range)}")
+        for name, value in (("input_size", (c, h, w)), ("resize_size", int(self.resize_size)), ("mean", mean), ("std", std),
+                            ("input_range", float(self.input_range))):
+            object.__setattr__(self, name, value)
 
     @property
     def crop_pct(self) -> float:
@@ -69,15 +148,24 @@ class PreprocessSpec:
         return d
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "PreprocessSpec":
+    def from_dict(cls, d: Mapping[str, Any], *, prefix: str = "preprocess") -> "PreprocessSpec":
+        """The spec a ``to_dict()`` object describes (absent fields take their defaults). Anything
+        malformed is one SpecError naming the field under ``prefix`` (``preprocess.std must be ...``)."""
+        if not isinstance(d, Mapping):
+            raise SpecError(f"{prefix} must be an object; got {show_value(d)}")
         known = {f.name for f in fields(cls)}
         kw: dict[str, Any] = {k: v for k, v in d.items() if k in known}
-        for key in ("input_size", "mean", "std"):
-            if key in kw:
-                kw[key] = tuple(kw[key])
-        if "resize_size" not in kw and "crop_pct" in d and "input_size" in kw:
-            kw["resize_size"] = resize_for_crop_pct(kw["input_size"], float(d["crop_pct"]))
-        return cls(**kw)
+        if kw.get("resize_size", 0) is None:  # null: derived from crop_pct, as the C++ reader does
+            del kw["resize_size"]
+        try:
+            if "resize_size" not in kw and d.get("crop_pct") is not None and "input_size" in kw:
+                crop_pct = d["crop_pct"]
+                if not is_number(crop_pct) or not 0 < crop_pct <= 2:
+                    raise FieldError("crop_pct", f"must be a number in (0, 2]; got {show_value(crop_pct)}")
+                kw["resize_size"] = resize_for_crop_pct(check_input_size(kw["input_size"]), float(crop_pct))
+            return cls(**kw)
+        except FieldError as exc:
+            raise exc.under(prefix) from None
 
 
 @dataclass(frozen=True)
@@ -90,6 +178,28 @@ class ModelSpec:
     preprocess: PreprocessSpec = field(default_factory=PreprocessSpec)
     labels: tuple[str, ...] | None = None
     weights: str = "random"  # "random" | "pretrained:<tag>" | "file:<name> sha256:<hex>"
+
+    def __post_init__(self) -> None:
+        for name in ("name", "source", "weights"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value:
+                raise FieldError(name, f"must be a non-empty string; got {show_value(value)}")
+        n = self.num_classes
+        if not is_int(n) or not 0 <= n <= MAX_NUM_CLASSES:  # 0: not known yet (custom models learn it by a forward pass)
+            raise FieldError("num_classes", f"must be an integer from 0 (not known yet) to {MAX_NUM_CLASSES}; got {show_value(n)}")
+        object.__setattr__(self, "num_classes", int(n))
+        if not isinstance(self.preprocess, PreprocessSpec):
+            raise FieldError("preprocess", f"must be a PreprocessSpec; got {show_value(self.preprocess)}")
+        labels = self.labels
+        if labels is not None:
+            if isinstance(labels, (str, bytes)) or not isinstance(labels, (tuple, list)):
+                raise FieldError("labels", f"must be a list of strings or null; got {show_value(labels)}")
+            bad = next((i for i, v in enumerate(labels) if not isinstance(v, str)), None)
+            if bad is not None:
+                raise FieldError("labels", f"must all be strings; labels[{bad}] is {show_value(labels[bad])}")
+            if n and len(labels) != n:
+                raise FieldError("labels", f"has {len(labels)} names but num_classes is {n}")
+            object.__setattr__(self, "labels", tuple(labels))
 
     @property
     def ref(self) -> str:
@@ -109,23 +219,31 @@ class ModelSpec:
         }
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "ModelSpec":
-        labels = d.get("labels")
-        return cls(
-            name=d["name"],
-            source=d["source"],
-            num_classes=int(d["num_classes"]),
-            preprocess=PreprocessSpec.from_dict(d.get("preprocess", {})),
-            labels=tuple(labels) if labels is not None else None,
-            weights=d.get("weights", "random"),
-        )
+    def from_dict(cls, d: Mapping[str, Any], *, prefix: str = "model") -> "ModelSpec":
+        """The spec a ``to_dict()`` object describes; anything malformed is one SpecError naming the
+        field under ``prefix`` (``model.num_classes must be ...``)."""
+        if not isinstance(d, Mapping):
+            raise SpecError(f"{prefix} must be an object; got {show_value(d)}")
+        missing = [k for k in ("name", "source", "num_classes") if k not in d]
+        if missing:
+            raise SpecError(f"{prefix}.{missing[0]} is missing")
+        preprocess = PreprocessSpec.from_dict(d.get("preprocess", {}), prefix=f"{prefix}.preprocess")
+        try:
+            return cls(name=d["name"], source=d["source"], num_classes=d["num_classes"], preprocess=preprocess,
+                       labels=d.get("labels"), weights=d.get("weights", "random"))
+        except FieldError as exc:
+            raise exc.under(prefix) from None
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
 
     @classmethod
     def from_json(cls, text: str) -> "ModelSpec":
-        return cls.from_dict(json.loads(text))
+        try:
+            d = json.loads(text)
+        except (json.JSONDecodeError, RecursionError) as exc:
+            raise SpecError(f"model spec: invalid JSON ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+        return cls.from_dict(d)
 
 
 def resize_for_crop_pct(input_size: tuple[int, int, int] | list[int], crop_pct: float) -> int:
@@ -142,13 +260,13 @@ def parse_input_size(text: str) -> tuple[int, int, int]:
         nums = [int(p) for p in parts]
     except ValueError:
         nums = []
-    if len(nums) == 1:
-        return (3, nums[0], nums[0])
-    if len(nums) == 2:
-        return (3, nums[0], nums[1])
-    if len(nums) == 3:
-        return (nums[0], nums[1], nums[2])
-    raise SpecError(f"cannot parse input size {text!r}: use N, HxW or CxHxW (e.g. 224 or 3x32x32)")
+    size = {1: lambda: (3, nums[0], nums[0]), 2: lambda: (3, nums[0], nums[1]), 3: lambda: tuple(nums)}.get(len(nums))
+    if size is None:
+        raise SpecError(f"cannot parse input size {text!r}: use N, HxW or CxHxW (e.g. 224 or 3x32x32)")
+    try:
+        return check_input_size(size())
+    except FieldError as exc:
+        raise SpecError(f"input size {text!r} is out of range: it {exc.problem}") from None
 
 
 def parse_floats(text: str, *, what: str) -> tuple[float, ...]:
@@ -199,7 +317,7 @@ def resolve_preprocess(
     for layer in layers:
         if layer is None:
             continue
-        d = layer.as_dict() if isinstance(layer, PreprocessOverrides) else {k: v for k, v in layer.items() if v is not None}
+        d = _layer(layer)
         if "crop_pct" in d:
             crop_pct = float(d["crop_pct"])
             merged.pop("resize_size", None)
@@ -210,7 +328,7 @@ def resolve_preprocess(
         for key in ("input_size", "interpolation", "mean", "std", "channel_order", "input_range"):
             if key in d:
                 merged[key] = tuple(d[key]) if key in ("input_size", "mean", "std") else d[key]
-    channels = merged["input_size"][0]
+    channels = check_input_size(merged["input_size"])[0]
     for key in ("mean", "std"):
         if len(merged[key]) == 1 and channels > 1:
             merged[key] = tuple(merged[key]) * channels
@@ -218,6 +336,24 @@ def resolve_preprocess(
             merged[key] = (float(sum(merged[key]) / 3),)
     if "resize_size" not in merged:
         merged["resize_size"] = resize_for_crop_pct(merged["input_size"], crop_pct)
-    merged["input_range"] = float(merged["input_range"])
     return PreprocessSpec(**merged)
+
+
+def _layer(layer: Mapping[str, Any] | PreprocessOverrides) -> dict[str, Any]:
+    """One layer's settings (``None`` values dropped), their types checked before they are merged:
+    a checkpoint sidecar is a document from a file like any other."""
+    if isinstance(layer, PreprocessOverrides):
+        d = layer.as_dict()
+    elif isinstance(layer, Mapping):
+        d = {k: v for k, v in layer.items() if v is not None}
+    else:
+        raise FieldError("preprocess", f"must be an object; got {show_value(layer)}")
+    for key in ("input_size", "mean", "std"):
+        if key in d and (isinstance(d[key], (str, bytes)) or not isinstance(d[key], (tuple, list))):
+            raise FieldError(key, f"must be a list; got {show_value(d[key])}")
+    if "crop_pct" in d and (not is_number(d["crop_pct"]) or not 0 < d["crop_pct"] <= 2):
+        raise FieldError("crop_pct", f"must be a number in (0, 2]; got {show_value(d['crop_pct'])}")
+    if "resize_size" in d and not (is_int(d["resize_size"]) or (is_number(d["resize_size"]) and float(d["resize_size"]).is_integer())):
+        raise FieldError("resize_size", f"must be an integer; got {show_value(d['resize_size'])}")
+    return d
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,7 @@ from types import ModuleType
 from typing import Any, Iterable
 
 from clsx import __version__
+from clsx.core.artifact import load_checked_onnx
 from clsx.core.errors import ClsxError
 from clsx.core.files import OutputSet, check_writable, refuse_existing, sha256_bytes, sha256_file
 from clsx.core.metadata import dumps, read_metadata, sidecar_path
@@ -223,16 +225,11 @@ def _check_build_options(min_batch: int, opt_batch: int, max_batch: int, workspa
 
 
 def _inspect_onnx(path: Path) -> tuple[_GraphInput, bool]:
-    """The graph's one real input and whether it holds Q/DQ nodes; checks external weights are in place."""
-    import onnx
-
-    if not path.is_file():
+    """The graph's one real input and whether it holds Q/DQ nodes; checks external weights are in place
+    (inside the graph's folder, present, long enough: :func:`clsx.core.artifact.load_checked_onnx`)."""
+    if not path.exists():
         raise ClsxError(f"{path}: no such ONNX file")
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # protobuf DecodeError and friends
-        raise ClsxError(f"{path}: not a readable ONNX file ({type(exc).__name__}: {exc})") from None
-    _check_external_data(path, model)
+    model, _ = load_checked_onnx(path)
     initializers = {t.name for t in model.graph.initializer}
     inputs = [i for i in model.graph.input if i.name not in initializers]
     if len(inputs) != 1:
@@ -248,27 +245,6 @@ def _inspect_onnx(path: Path) -> tuple[_GraphInput, bool]:
             dims.append(None)
     has_qdq = any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in model.graph.node)
     return _GraphInput(inputs[0].name, tuple(dims)), has_qdq
-
-
-def _check_external_data(path: Path, model: Any) -> None:
-    """Every external-weights file the graph names must sit where the graph says (beside the .onnx)."""
-    from onnx.external_data_helper import ExternalDataInfo, uses_external_data
-
-    missing: dict[str, int] = {}
-    for tensor in model.graph.initializer:
-        if not uses_external_data(tensor):
-            continue
-        info = ExternalDataInfo(tensor)
-        data = path.parent / info.location
-        need = (info.offset or 0) + (info.length or 0)
-        if not data.is_file() or data.stat().st_size < need:
-            missing[info.location] = missing.get(info.location, 0) + 1
-    if missing:
-        where = ", ".join(f"{name!r} ({n} tensors)" for name, n in sorted(missing.items()))
-        raise ClsxError(
-            f"{path}: its weights live in external data file {where}, which is missing or truncated in "
-            f"{path.parent}; keep the .onnx and its data file together in one folder"
-        )
 
 
 def _batch_profile(path: Path, graph_input: _GraphInput, min_batch: int, opt_batch: int,
@@ -364,7 +340,8 @@ def _create_network(trt: ModuleType, builder: Any, legacy_weak_typing: bool) -> 
 
 def _parse(trt: ModuleType, network: Any, trt_logger: Any, onnx_path: Path, flavour: str, version: str) -> None:
     parser = trt.OnnxParser(network, trt_logger)
-    if parser.parse_from_file(str(onnx_path.resolve())):
+    # the path as given (made absolute), not resolved: its folder is the one load_checked_onnx checked
+    if parser.parse_from_file(os.path.abspath(onnx_path)):
         return
     problems = []
     for i in range(parser.num_errors):

@@ -406,9 +406,12 @@ def convert_fp16(
 
     from clsx.core.metadata import MetadataError, read_onnx_metadata
 
+    from clsx.core.artifact import checked_onnx
+
     t0 = time.perf_counter()
     src = Path(src_onnx)
     doc = read_onnx_metadata(src)  # raises MetadataError for missing/unreadable files
+    checked_onnx(src)  # its external data inside its folder, before onnx.load and ONNX Runtime read it
     if doc is None:
         raise MetadataError(f"{src}: no clsx metadata inside; export it with `clsx export` first")
     if doc.get("precision") != "fp32":

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Mapping
 
 import numpy as np
 from PIL import Image
@@ -18,7 +18,7 @@ from PIL import Image
 from clsx.core.errors import SpecError
 from clsx.core.machine import cpu_cores
 from clsx.core.preprocess import ImageInput, preprocess
-from clsx.core.spec import ModelSpec, PreprocessSpec
+from clsx.core.spec import ModelSpec, PreprocessSpec, is_int, show_value
 from clsx.predict.pipeline import batched, decode, default_window, read_ahead
 from clsx.predict.prediction import Prediction, predictions, source_name
 from clsx.runtimes.base import Runtime
@@ -26,10 +26,54 @@ from clsx.runtimes.base import Runtime
 log = logging.getLogger(__name__)
 
 
+_IMAGE_TYPES = (str, os.PathLike, Image.Image, np.ndarray)
+_TAKES = "a path, a PIL image or a uint8 HxW / HxWxC array, or an iterable of them"
+
+
+class ImageArgumentError(SpecError, TypeError):
+    """``images`` (or one of them) is not something Classifier reads: a programming error, raised at
+    once (a file that cannot be read is a Prediction with ``error`` set instead)."""
+
+
 def _is_single_image(images: Any) -> bool:
     if isinstance(images, (str, os.PathLike, Image.Image)):
         return True
     return isinstance(images, np.ndarray) and images.ndim in (2, 3)
+
+
+def _sources(images: Any) -> Iterator[ImageInput]:
+    """``images`` as an iterator of single images: the argument is checked now, each item when it is
+    reached (a stream of any length stays a stream)."""
+    if _is_single_image(images):
+        return iter([images])
+    if isinstance(images, (bytes, bytearray, memoryview)):
+        raise ImageArgumentError(f"images is {type(images).__name__}, which clsx does not decode: pass {_TAKES} "
+                                 "(for encoded bytes: PIL.Image.open(io.BytesIO(data)))")
+    if isinstance(images, np.ndarray) and images.ndim != 4:
+        raise ImageArgumentError(f"an image array must be HxW or HxWxC (NxHxWxC for several); got shape {images.shape}")
+    if images is None or isinstance(images, Mapping) or not isinstance(images, Iterable):
+        raise ImageArgumentError(f"images must be {_TAKES}; got {_kind(images)}")
+    return _checked(images)
+
+
+def _checked(images: Iterable[Any]) -> Iterator[ImageInput]:
+    for i, image in enumerate(images):
+        if not isinstance(image, _IMAGE_TYPES) or isinstance(image, np.ndarray) and image.ndim not in (2, 3):
+            shown = f"an array of shape {image.shape}" if isinstance(image, np.ndarray) else _kind(image)
+            raise ImageArgumentError(f"images[{i}] is {shown}, not an image: pass {_TAKES}")
+        yield image
+
+
+def _kind(value: Any) -> str:
+    return "None" if value is None else f"{type(value).__name__} {show_value(value).rsplit(' (', 1)[0]}"
+
+
+def _positive_int(value: Any, what: str) -> int:
+    if not is_int(value):
+        raise SpecError(f"{what} must be an integer; got {show_value(value)}")
+    if value < 1:
+        raise SpecError(f"{what} must be at least 1; got {value}")
+    return int(value)
 
 
 class Classifier:
@@ -40,8 +84,8 @@ class Classifier:
     """
 
     def __init__(self, runtime: Runtime | str | Path | Any, *, batch_size: int = 32, workers: int | None = None, **open_kw: Any) -> None:
-        if batch_size < 1:
-            raise SpecError(f"batch size must be at least 1; got {batch_size}")
+        batch_size = _positive_int(batch_size, "batch size")
+        workers = _positive_int(workers, "workers") if workers is not None else None
         if isinstance(runtime, Runtime):
             if open_kw:
                 raise TypeError(f"open options {sorted(open_kw)} apply only when the Classifier opens the runtime itself")
@@ -73,8 +117,7 @@ class Classifier:
 
     def effective_topk(self, topk: int) -> int:
         """``topk`` capped at the number of classes (with a warning when it had to be capped)."""
-        if topk < 1:
-            raise SpecError(f"topk must be at least 1; got {topk}")
+        topk = _positive_int(topk, "topk")
         if topk > self.num_classes:
             log.warning("topk %d is more than the model's %d classes; using %d", topk, self.num_classes, self.num_classes)
             return self.num_classes
@@ -100,8 +143,6 @@ class Classifier:
 
     def predict_iter(self, images: ImageInput | Iterable[ImageInput], topk: int = 5) -> Iterator[Prediction]:
         """Like :meth:`predict`, but streaming: memory stays bounded for any number of images."""
-        if _is_single_image(images):
-            images = [images]  # type: ignore[list-item]
         for batch in self.predict_batches(images, topk=topk):  # type: ignore[arg-type]
             yield from batch
 
@@ -114,10 +155,11 @@ class Classifier:
         become Predictions with ``error`` set. The runtime loads while the first images decode.
         """
         k = self.effective_topk(topk)
-        size = batch_size or self.batch_size
-        workers = workers or self.workers or cpu_cores()
-        self.preprocess_spec  # noqa: B018  resolve the spec once, before the threads need it
-        named = ((source_name(src, i), src) for i, src in enumerate(images))
+        size = _positive_int(batch_size, "batch size") if batch_size is not None else self.batch_size
+        workers = (_positive_int(workers, "workers") if workers is not None else None) or self.workers or cpu_cores()
+        sources = _sources(images)  # a single image is one; anything else that is no image fails here
+        self.preprocess_spec  # noqa: B018  resolve (and check) the spec once, before the threads need it
+        named = ((source_name(src, i), src) for i, src in enumerate(sources))
         loaded = read_ahead(named, lambda item: decode(self.load, item[1], item[0]), workers=workers,
                             window=default_window(size, workers),
                             on_start=self.runtime.activate)

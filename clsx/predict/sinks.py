@@ -23,12 +23,31 @@ log = logging.getLogger(__name__)
 FORMATS = ("csv", "jsonl")
 
 
+def printable(text: str) -> str:
+    """``text`` as it is written to CSV and JSONL: a file name's bytes that are not UTF-8 (Python
+    decodes them to lone surrogates) become ``\\xNN`` escapes, so the row can be written and read
+    back, and the same name reads the same in both formats."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 class CsvWriter:
-    """``path, top1_index, top1_label, top1_prob, ..., topK_prob, error`` (the demo's and C++'s columns)."""
+    """``path, top1_index, top1_label, top1_prob, ..., topK_prob, error`` (the demo's and C++'s columns).
+
+    Every image is one row that Python's ``csv`` module (and any RFC 4180 reader) reads back with
+    the right columns, whatever its name holds: fields with commas, quotes or line breaks (``\\n``
+    and a lone ``\\r`` alike) are quoted; undecodable bytes are escaped (:func:`printable`). Names
+    are written as they are: one starting with ``=``, ``+``, ``-`` or ``@`` is not altered, so a
+    spreadsheet that opens the CSV may read it as a formula (the file is data for programs).
+    """
 
     def __init__(self, stream: TextIO, topk: int) -> None:
         self.stream, self.topk = stream, topk
         self._csv = csv.writer(stream, lineterminator="\n")
+        self._quoted = csv.writer(stream, lineterminator="\n", quoting=csv.QUOTE_ALL)
 
     @staticmethod
     def header(topk: int) -> list[str]:
@@ -41,13 +60,17 @@ class CsvWriter:
         self._csv.writerow(self.header(self.topk))
 
     def write(self, pred: Prediction) -> None:
-        row: list[Any] = [pred.source]
+        row: list[Any] = [printable(pred.source)]
         for i in range(self.topk):
             if i < len(pred.indices):
-                row += [pred.indices[i], pred.labels[i], f"{pred.probs[i]:.6f}"]
+                row += [pred.indices[i], printable(pred.labels[i]), f"{pred.probs[i]:.6f}"]
             else:
                 row += ["", "", ""]
-        self._csv.writerow(row + [pred.error or ""])
+        row.append(printable(pred.error or ""))
+        # csv quotes a field with "\n" (the line terminator) but not one with a lone "\r", which
+        # readers take as a line break: such a row is written fully quoted
+        writer = self._quoted if any(isinstance(f, str) and "\r" in f for f in row) else self._csv
+        writer.writerow(row)
 
     def flush(self) -> None:
         self.stream.flush()
@@ -63,7 +86,12 @@ class JsonlWriter:
         pass
 
     def write(self, pred: Prediction) -> None:
-        self.stream.write(json.dumps(pred.to_dict(), ensure_ascii=False) + "\n")
+        doc = pred.to_dict()
+        doc["path"] = printable(doc["path"])
+        doc["error"] = printable(doc["error"]) if doc["error"] is not None else None
+        for entry in doc["topk"]:
+            entry["label"] = printable(entry["label"])
+        self.stream.write(json.dumps(doc, ensure_ascii=False) + "\n")  # json escapes CR/LF itself
 
     def flush(self) -> None:
         self.stream.flush()

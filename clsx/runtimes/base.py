@@ -139,7 +139,10 @@ class Runtime:
         if self._spec is None:
             with self._lock:
                 if self._spec is None:
-                    self._spec = self._apply_overrides(self._spec_given or self.load_spec())
+                    base = self._spec_given or self.load_spec()
+                    spec = self._apply_overrides(base)
+                    self.check_spec(spec, base)
+                    self._spec = spec
         return self._spec
 
     def _apply_overrides(self, spec: ModelSpec) -> ModelSpec:
@@ -244,6 +247,11 @@ class Runtime:
 
     def load_spec(self) -> ModelSpec:
         raise NotImplementedError
+
+    def check_spec(self, spec: ModelSpec, base: ModelSpec) -> None:
+        """Refuse a spec the model cannot take, before any image is preprocessed for it. ``spec`` has the
+        overrides applied, ``base`` is as given or read from the artifact. Backends that can see their
+        model's input shape cheaply override this (onnxrt: the graph's input)."""
 
     def io_impl(self) -> tuple[list[TensorInfo], list[TensorInfo]]:
         raise NotImplementedError

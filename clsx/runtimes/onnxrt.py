@@ -66,6 +66,7 @@ class OnnxRuntime(Runtime):
         self._in_name = ""
         self._out_name = ""
         self._in_dtype: Any = np.float32
+        self._graph_input: tuple[Any, ...] | None = None  # the graph's input shape, once read
 
     # -- metadata (cheap, no session) ------------------------------------------------------------
 
@@ -78,12 +79,29 @@ class OnnxRuntime(Runtime):
         return self._doc
 
     def load_spec(self) -> ModelSpec:
-        from clsx.core.metadata import MetadataError, spec_of
+        from clsx.core.metadata import InputSizeMismatchError, MetadataError, spec_of
 
         try:
             return spec_of(self.metadata())
+        except InputSizeMismatchError:
+            raise
         except MetadataError as exc:
             raise MetadataError(f"{exc}; pass spec= (a clsx.ModelSpec) to run an ONNX file clsx did not write") from None
+
+    def check_spec(self, spec: ModelSpec, base: ModelSpec) -> None:
+        """The spec's (C, H, W) against the graph's input (static dims), so 12000 px on a 224 px graph
+        fails here, in one line, before an image is decoded at that size."""
+        from clsx.core.metadata import check_graph_input, onnx_input_shape_of
+
+        size = spec.preprocess.input_size
+        from_metadata = self._spec_given is None and size == base.preprocess.input_size
+        if from_metadata and self._graph_input is None:
+            return  # read_metadata checked the document against the graph already
+        if self._graph_input is None:
+            self._graph_input = onnx_input_shape_of(self.target)
+        says = ("metadata says" if from_metadata else "the given spec says" if size == base.preprocess.input_size
+                else "the preprocessing overrides give")
+        check_graph_input(size, self._graph_input, where=str(self.target), says=says)
 
     def io_impl(self) -> tuple[list[TensorInfo], list[TensorInfo]]:
         if self._session is None:
@@ -143,6 +161,9 @@ class OnnxRuntime(Runtime):
         return so
 
     def activate_impl(self) -> None:
+        from clsx.core.artifact import checked_onnx
+
+        checked_onnx(self.target)  # external data inside the graph's folder, before ONNX Runtime opens anything
         ort = require("onnxruntime", purpose="running .onnx files")
         chain = self.providers_for_device(ort.get_available_providers())
         self._requested = [p if isinstance(p, str) else p[0] for p in chain]
@@ -162,10 +183,28 @@ class OnnxRuntime(Runtime):
             )
         if loaded == [CPU]:
             self._warn_if_tensorrt_int8_layout()
+        self._graph_input = _info(session.get_inputs()[0]).shape
+        self._check_spec_at_activation()
         self._session = session
         inp, out = session.get_inputs()[0], session.get_outputs()[0]
         self._in_name, self._out_name = inp.name, out.name
         self._in_dtype = {"tensor(float16)": np.float16, "tensor(double)": np.float64}.get(inp.type, np.float32)
+
+    def _check_spec_at_activation(self) -> None:
+        """A spec that disagrees with the graph fails activation too; missing or unreadable metadata
+        does not (run() takes tensors; ``.spec`` says what is wrong when it is asked for)."""
+        from clsx.core.errors import ClsxError
+        from clsx.core.metadata import InputSizeMismatchError, check_graph_input
+
+        if self._spec is not None:  # resolved before the session existed: checked against the session now
+            check_graph_input(self._spec.preprocess.input_size, self._graph_input, where=str(self.target), says="the spec says")
+            return
+        try:
+            self.spec  # noqa: B018  resolving it runs check_spec against the session's input
+        except InputSizeMismatchError:
+            raise
+        except ClsxError:  # no metadata, a bad document or labels file: reported by .spec when used
+            pass
 
     def _warn_if_tensorrt_int8_layout(self) -> None:
         """The default INT8 layout is TensorRT's; ONNX Runtime's CPU kernels cannot fuse it (see clsx.calib.quantize)."""

@@ -23,6 +23,7 @@ from clsx.core.errors import ClsxError
 
 if TYPE_CHECKING:
     from clsx.runtimes.base import Runtime
+    from clsx.zoo import FileModelName
 
 # backend name -> "module:Class" (imported lazily)
 _BACKENDS: dict[str, str] = {}
@@ -146,19 +147,28 @@ def _check_pairing(text: str, chosen: str, implied: str) -> None:
         raise BackendError(f"{text} is a TensorRT engine; ONNX Runtime runs the .onnx it was built from")
 
 
-def _checkpoint_model_name(ckpt: Path) -> str:
-    """The architecture of a bare checkpoint, from ``model`` in its ``<file>.json`` sidecar."""
-    side = ckpt.with_name(ckpt.name + ".json")
-    if side.exists():
+def _checkpoint_model_name(ckpt: Path) -> "FileModelName":
+    """The architecture of a bare checkpoint, from ``model`` in its ``<file>.json`` sidecar.
+
+    The name comes back as a :class:`clsx.zoo.FileModelName`: a zoo model, never a ``module:function``
+    (the zoo refuses to import code a file names). The sidecar is read through
+    :func:`clsx.core.artifact.read_sidecar_text` (a link out of the checkpoint's folder is refused).
+    """
+    from clsx.core.artifact import read_sidecar_text
+    from clsx.zoo import FileModelName
+
+    found = read_sidecar_text(ckpt)
+    if found is not None:
+        side, text = found
         try:
-            settings = json.loads(side.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
+            settings = json.loads(text)
+        except json.JSONDecodeError as exc:
             raise BackendError(f"checkpoint sidecar {side}: cannot read ({exc})") from None
         model = settings.get("model") if isinstance(settings, dict) else None
         if isinstance(model, dict):
             model = model.get("ref") or model.get("name")
         if isinstance(model, str) and model:
-            return model
+            return FileModelName(model, side)
     raise BackendError(
         f"{ckpt} is a checkpoint without an architecture; open the model name with weights=, "
         f"e.g. clsx.open('resnet50', weights='{ckpt}'), or pass model='resnet50'"

@@ -40,7 +40,9 @@ class TorchRuntime(Runtime):
         preprocess: PreprocessOverrides | Mapping[str, Any] | None = None,
         spec: ModelSpec | None = None,
     ) -> None:
-        from_name = isinstance(target, (str, Path))
+        from clsx.zoo import FileModelName
+
+        from_name = isinstance(target, (str, Path, FileModelName))
         # A name is built with the preprocessing/labels overrides (zoo.build applies them with the
         # documented precedence); an in-memory model gets them applied on top of its spec.
         super().__init__(
@@ -68,9 +70,11 @@ class TorchRuntime(Runtime):
         return self._loaded
 
     def _materialize(self) -> "LoadedModel":
-        from clsx.zoo import LoadedModel, build
+        from clsx.zoo import FileModelName, LoadedModel, build
 
         target = self.target
+        if isinstance(target, FileModelName):  # read from a sidecar: a zoo model, never code
+            return build(target, **self._build_kw)
         if isinstance(target, (str, Path)):
             return build(str(target), **self._build_kw)
         if isinstance(target, LoadedModel):
@@ -102,8 +106,10 @@ class TorchRuntime(Runtime):
         self._module = loaded.module.eval().to(self._torch_device)
 
     def deactivate_impl(self) -> None:
+        from clsx.zoo import FileModelName
+
         self._module = None
-        if isinstance(self.target, (str, Path)):
+        if isinstance(self.target, (str, Path, FileModelName)):
             self._loaded = None  # we built it: let it go; a later activation builds it again
         if self._torch_device is not None and self._torch_device.type == "cuda":
             import torch

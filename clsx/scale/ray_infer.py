@@ -19,7 +19,9 @@ reserve at most half the cluster's CPUs between them (fractional CPUs), and the 
 what is left, so every configuration this module accepts can make progress.
 
 Artifacts (``.onnx`` + external data, ``.plan`` + sidecar) are shipped to the workers through Ray's
-object store and cached per node, so a cluster needs no shared copy of the model. Images are read
+object store and cached per node in a folder private to the user (mode 0700), each file with the
+sha256 the driver read: a worker uses no file it has not hashed to that digest, so a cluster needs no
+shared copy of the model and a file planted in a temp folder is never the model. Images are read
 where the workers run: local paths must be visible at the same path on every node (a shared
 mount), or use a URI (``s3://``, ``gs://``, ``file://`` ... any pyarrow filesystem, as Ray's own
 readers use).
@@ -27,6 +29,7 @@ readers use).
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import heapq
 import json
@@ -34,7 +37,9 @@ import logging
 import math
 import os
 import re
+import shutil
 import socket
+import stat
 import sys
 import tempfile
 from contextlib import contextmanager
@@ -46,7 +51,7 @@ import numpy as np
 
 from clsx.core.optional import require
 from clsx.core.errors import ClsxError
-from clsx.core.files import first_line, text_output
+from clsx.core.files import GuardedStream, data_stdout, first_line, text_output
 from clsx.core.machine import cpu_cores
 from clsx.predict.listing import iter_image_paths
 from clsx.predict.pipeline import batched, decode
@@ -261,46 +266,151 @@ def read_batch(batch: Mapping[str, np.ndarray], *, spec: PreprocessSpec, filesys
 
 @dataclass(frozen=True)
 class ShippedModel:
-    """How a worker gets the model: a model name as given, or an artifact's files via the object store."""
+    """How a worker gets the model: a model name as given, or an artifact's files via the object store.
+
+    ``sha256`` holds each file's digest as the driver read it: a worker uses a file (the driver's own,
+    or its cached copy) only after hashing it to that digest.
+    """
 
     target: str  # a model name, or the artifact's file name
     files: Any = None  # [ObjectRef of {relative path: bytes}], or None for model names
     digest: str = ""
     origin: str = ""  # the artifact's absolute path on the driver
     stamp: tuple[int, int] = (0, 0)  # its (size, mtime_ns) there
+    sha256: tuple[tuple[str, str], ...] = ()  # (relative path, sha256) of every file, the artifact first
 
     def materialize(self) -> str:
         """The target to open on this node: the driver's own file where this node sees it unchanged
-        (same machine, shared mount), else a copy cached under the temp folder by content."""
+        (same machine, shared mount: same size, mtime and contents), else a copy in this user's private
+        cache, every file checked against the driver's digest (a file that does not match is replaced,
+        never used)."""
         if self.files is None:
             return self.target
+        if not self.sha256:
+            raise RayInferError(f"{self.target}: shipped without file digests; the driver and this worker run different clsx versions")
         try:
             st = os.stat(self.origin)
-            if (st.st_size, st.st_mtime_ns) == tuple(self.stamp):
+            if (st.st_size, st.st_mtime_ns) == tuple(self.stamp) and _all_match(Path(self.origin).parent, self.sha256):
                 return self.origin
-        except OSError:
+        except (OSError, ClsxError):
             pass
-        folder = Path(tempfile.gettempdir()) / "clsx-ray-artifacts" / self.digest
-        main = folder / self.target
-        if not main.exists():
+        folder = cache_root() / self.digest
+        _private_folder(folder)
+        if not _all_match(folder, self.sha256):
             ray = require("ray", purpose=PURPOSE)
-
             contents: dict[str, bytes] = ray.get(self.files[0])
-            for rel in sorted(contents, key=lambda r: r == self.target):  # the artifact itself last: it marks the cache complete
-                _write_once(folder / rel, contents[rel])
-        return str(main)
+            for rel, want in sorted(self.sha256, key=lambda item: item[0] == self.target):  # the artifact itself last
+                if _matches(folder, rel, want):
+                    continue
+                data = contents.get(rel)
+                if data is None or hashlib.sha256(data).hexdigest() != want:
+                    raise RayInferError(f"{self.target}: the object store's copy of {rel} does not match the driver's sha256")
+                _write_verified(folder, rel, data)
+            if not _all_match(folder, self.sha256):  # another process changed them meanwhile
+                raise RayInferError(f"{self.target}: the cached copy in {folder} changed while it was written; refusing to use it")
+        return str(folder / self.target)
 
 
-def _write_once(target: Path, data: bytes) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.replace(tmp, target)  # atomic: actors on one node may race to write the same file
+CACHE_NAME = "clsx-ray-artifacts"
+_fallback_root: list[Path] = []  # this process's own private cache, when the shared one is unusable
+
+
+def cache_root() -> Path:
+    """This user's artifact cache on this node: ``<tempdir>/clsx-ray-artifacts-<uid>``, created with
+    mode 0700. A folder already there is used only when it is a real folder (not a link) owned by this
+    user and closed to group and others; otherwise a fresh private folder of this process (mkdtemp) is
+    used instead, with a warning."""
+    base = Path(tempfile.gettempdir())
+    uid = os.getuid() if hasattr(os, "getuid") else None
+    root = base / (f"{CACHE_NAME}-{uid}" if uid is not None else CACHE_NAME)
+    try:
+        os.mkdir(root, 0o700)
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        return _private_fallback(base, f"cannot create {root} ({exc.strerror or exc})")
+    problem = _unsafe(root, uid)
+    return root if problem is None else _private_fallback(base, f"{root} {problem}")
+
+
+def _unsafe(folder: Path, uid: int | None) -> str | None:
+    """Why ``folder`` may not hold this user's cache (None when it may)."""
+    try:
+        st = os.lstat(folder)
+    except OSError as exc:
+        return f"cannot be checked ({exc.strerror or exc})"
+    if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
+        return "is not a plain folder"
+    if uid is not None and st.st_uid != uid:
+        return f"belongs to uid {st.st_uid}, not to this user ({uid})"
+    if st.st_mode & 0o077:
+        return f"is open to other users (mode {stat.S_IMODE(st.st_mode):o})"
+    return None
+
+
+def _private_fallback(base: Path, why: str) -> Path:
+    if not _fallback_root:
+        folder = Path(tempfile.mkdtemp(prefix=f"{CACHE_NAME}-", dir=base))  # 0700, a fresh unpredictable name
+        atexit.register(shutil.rmtree, folder, True)
+        _fallback_root.append(folder)
+        log.warning("not using the shared artifact cache: %s; using %s for this process", why, folder)
+    return _fallback_root[0]
+
+
+def _private_folder(folder: Path) -> None:
+    """Create ``folder`` (mode 0700) inside the private cache, or check the one there."""
+    try:
+        os.mkdir(folder, 0o700)
+    except FileExistsError:
+        pass
+    problem = _unsafe(folder, os.getuid() if hasattr(os, "getuid") else None)
+    if problem is not None:
+        raise RayInferError(f"artifact cache folder {folder} {problem}; refusing to use it")
+
+
+def _matches(folder: Path, rel: str, want: str) -> bool:
+    """Whether ``folder/rel`` is a regular file inside ``folder`` whose sha256 is ``want``."""
+    from clsx.core.artifact import inside
+    from clsx.core.files import sha256_file
+
+    marker = folder / ".clsx-artifact"  # inside() checks names relative to an artifact's folder
+    try:
+        path = inside(marker, rel, what="shipped file")
+        return sha256_file(path) == want
+    except (OSError, ClsxError):
+        return False
+
+
+def _all_match(folder: Path, digests: Sequence[tuple[str, str]]) -> bool:
+    return all(_matches(folder, rel, want) for rel, want in digests)
+
+
+def _write_verified(folder: Path, rel: str, data: bytes) -> None:
+    """Write ``folder/rel`` exclusively through :func:`clsx.core.files.write_file` (a fresh temporary
+    renamed over whatever is there: a planted link is replaced, not followed)."""
+    from clsx.core.files import write_file
+
+    parts = rel.split("/")
+    if not rel or "\0" in rel or rel.startswith("/") or any(part in ("", ".", "..") for part in parts):
+        raise RayInferError(f"shipped file name {rel!r} does not name a file inside the artifact; refusing it")
+    target = folder / rel
+    for part in reversed(Path(rel).parents[:-1]):  # sub-folders of the artifact (external data in weights/...)
+        sub = folder / part
+        try:
+            os.mkdir(sub, 0o700)
+        except FileExistsError:
+            if sub.is_symlink() or not sub.is_dir():
+                raise RayInferError(f"artifact cache: {sub} is not a plain folder; refusing to use it") from None
+    if target.is_dir() and not target.is_symlink():
+        shutil.rmtree(target)
+    write_file(target, data, force=True)
 
 
 def ship_model(ray: Any, target: Any) -> ShippedModel:
-    """Put an artifact's files (with external data and sidecar) into the object store; names pass as is."""
+    """Put an artifact's files (with external data and sidecar) into the object store; names pass as is.
+
+    Every file goes through :func:`clsx.core.artifact.open_artifact` first (a file it names outside
+    its folder is refused before anything is read), and travels with its sha256."""
     from clsx.core.artifact import artifact_files
 
     from clsx.runtimes.registry import split_backend
@@ -313,13 +423,15 @@ def ship_model(ray: Any, target: Any) -> ShippedModel:
         return ShippedModel(target=text)
     digest = hashlib.sha256()
     contents: dict[str, bytes] = {}
+    sums: list[tuple[str, str]] = []
     for f in artifact_files(p):
         rel = f.relative_to(p.parent).as_posix()
         contents[rel] = f.read_bytes()
-        digest.update(rel.encode() + b"\0" + hashlib.sha256(contents[rel]).digest())
+        sums.append((rel, hashlib.sha256(contents[rel]).hexdigest()))
+        digest.update(rel.encode() + b"\0" + bytes.fromhex(sums[-1][1]))
     st = p.stat()
-    return ShippedModel(target=p.name, files=[ray.put(contents)], digest=digest.hexdigest()[:24],
-                        origin=str(p.resolve()), stamp=(st.st_size, st.st_mtime_ns))
+    return ShippedModel(target=p.name, files=[ray.put(contents)], digest=digest.hexdigest()[:32],
+                        origin=str(p.resolve()), stamp=(st.st_size, st.st_mtime_ns), sha256=tuple(sums))
 
 
 class ClassifierActor:
@@ -334,10 +446,13 @@ class ClassifierActor:
             import torch
 
             torch.set_num_threads(torch_threads)
-        self.runtime = open_runtime(model.materialize(), backend=backend, device=device, **open_kw)
-        self.classifier = Classifier(self.runtime)
-        self.topk = topk
-        self.runtime.activate()
+        try:
+            self.runtime = open_runtime(model.materialize(), backend=backend, device=device, **open_kw)
+            self.classifier = Classifier(self.runtime)
+            self.topk = topk
+            self.runtime.activate()
+        except ClsxError as exc:  # Ray passes an actor's init failure to the driver as text only
+            raise WorkerUserError(f"{USER_ERROR_MARK}{exc}{USER_ERROR_MARK}") from None
 
     def __call__(self, batch: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         from clsx.predict.classifier import Prediction
@@ -568,8 +683,18 @@ def _in_order(ds: Any, total: int) -> Iterator[Any]:
         raise RayInferError(f"Ray returned {want} of {total} rows")
 
 
+#: brackets the message of a ClsxError raised while an actor loads the model (see ClassifierActor)
+USER_ERROR_MARK = "\u2063clsx-user-error\u2063"
+_MARKED = re.compile(re.escape(USER_ERROR_MARK) + r"(.+?)" + re.escape(USER_ERROR_MARK), re.S)
+
+
+class WorkerUserError(RuntimeError):
+    """A user error (a bad artifact, a missing backend, no GPU) while a worker loads the model."""
+
+
 def _user_error(exc: BaseException) -> ClsxError | None:
-    """The ClsxError a worker raised (a bad artifact, a missing backend), unwrapped from Ray's wrappers."""
+    """The ClsxError a worker raised (a bad artifact, a missing backend), unwrapped from Ray's wrappers
+    (as an object from a task, or as the marked text of an actor's failed ``__init__``)."""
     seen: set[int] = set()
     stack: list[BaseException] = [exc]
     while stack:
@@ -582,6 +707,9 @@ def _user_error(exc: BaseException) -> ClsxError | None:
             return cause
         if isinstance(e, ClsxError) and not hasattr(e, "cause"):
             return e
+        marked = _MARKED.search(str(e))
+        if marked:
+            return RayInferError(f"a Ray worker could not load the model: {first_line(marked.group(1))}")
         stack += [c for c in (cause, e.__cause__, e.__context__) if isinstance(c, BaseException)]
     return None
 
@@ -622,8 +750,11 @@ def run_ray_infer(
 
     with job.start(batch_size=batch_size, address=address, num_workers=num_workers, gpus_per_worker=gpus_per_worker,
                    cpus_per_worker=cpus_per_worker, progress=progress) as run:
-        if out_path is None:
-            summary = write(stdout or sys.stdout, run)
+        if out_path is None and stdout is None:
+            with data_stdout() as real:  # Ray prints on fd 1: only rows go to the real stdout
+                summary = write(GuardedStream(real), run)
+        elif out_path is None:
+            summary = write(GuardedStream(stdout), run)
         else:
             with text_output(out_path, force=force) as f:
                 summary = write(f, run)

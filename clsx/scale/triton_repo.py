@@ -34,6 +34,7 @@ from types import ModuleType
 from typing import Any, Iterable, Mapping, Sequence
 
 from clsx import __version__
+from clsx.core.files import OutputError
 from clsx.core.errors import ClsxError, OutputExistsError
 from clsx.core.metadata import dumps, read_metadata, spec_of
 from clsx.core.artifact import artifact_files
@@ -50,7 +51,11 @@ METADATA_FILE = "clsx.json"
 VERSION_DIR = "1"
 DEVICES = ("auto", "cpu", "gpu")
 _KINDS = {"auto": "KIND_AUTO", "cpu": "KIND_CPU", "gpu": "KIND_GPU"}
-_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+#: Model names (folder names in the repository, path segments of Triton's HTTP/gRPC model URLs): 1 to
+#: MAX_NAME characters from [A-Za-z0-9_.-], the first a letter, digit or '_' (never '.', so no hidden
+#: folder, '.' or '..'; never '-', so no name that reads as an option). No '/', whitespace or newline.
+MAX_NAME = 128
+_NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,%d}" % (MAX_NAME - 1))
 
 # numpy dtype names (as the metadata writes them) -> Triton's DataType enum
 _TRITON_TYPES = {
@@ -106,12 +111,16 @@ class TritonModel:
 def default_name(artifact: str | Path) -> str:
     """``models/lite0.fp16.onnx`` -> ``lite0_fp16`` (the file name without suffix, dots to underscores)."""
     stem = Path(artifact).stem
-    return re.sub(r"[^A-Za-z0-9_-]", "_", stem) or "model"
+    return re.sub(r"[^A-Za-z0-9_-]", "_", stem)[:MAX_NAME] or "model"
 
 
 def check_name(name: str) -> str:
-    if not _NAME_RE.match(name) or name in (".", ".."):
-        raise TritonRepoError(f"model name {name!r}: use letters, digits, '_', '-' and '.' (not first)")
+    """``name`` if it is a valid model name (see :data:`_NAME_RE`); one TritonRepoError line otherwise."""
+    if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
+        shown = repr(name) if not isinstance(name, str) or len(name) <= 60 else repr(name[:57]) + "..."
+        length = f" ({len(name)} characters)" if isinstance(name, str) and len(name) > MAX_NAME else ""
+        raise TritonRepoError(f"model name {shown}{length}: use 1 to {MAX_NAME} letters, digits, '_', '-' and '.' "
+                              "('-' and '.' not first)")
     return name
 
 
@@ -140,9 +149,10 @@ def plan_model(
         raise TritonRepoError(f"unknown device {device!r}: use {', '.join(DEVICES)}")
     if queue_delay_us is not None and queue_delay_us < 0:
         raise TritonRepoError(f"--queue-delay-us must be 0 or more; got {queue_delay_us}")
+    files = tuple(artifact_files(path, sidecar=False))  # every file it names checked first; the metadata goes to clsx.json
     doc = read_metadata(path)  # MetadataError (one line) for artifacts clsx did not write
     spec = spec_of(doc)
-    model_name = check_name(name or default_name(path))
+    model_name = check_name(default_name(path) if name is None else name)  # an empty --name is refused, not replaced
 
     if platform == PLAN_PLATFORM:
         _check_plan(path, doc)
@@ -168,7 +178,6 @@ def plan_model(
         queue_delay_us=queue_delay_us, instances=instances, kind=kind,
         comment=_comment(path, doc),
     )
-    files = tuple(artifact_files(path, sidecar=False))  # the metadata goes to clsx.json
     return TritonModel(name=model_name, artifact=path, platform=platform, max_batch_size=max_batch_size,
                        dynamic_batching=batching, instances=instances, kind=kind, labels=labels,
                        config=config, files=files, metadata=doc)
@@ -364,8 +373,8 @@ def write_triton_repository(
     try:
         for m in models:
             _assemble(m, stage / m.name)
+        _publish_folders([(stage / m.name, root / m.name) for m in models], stage, force=force)
         for m in models:
-            _move_into_place(stage / m.name, root / m.name, stage)
             log.info("wrote %s (%s, max_batch_size %d)", root / m.name, m.platform, m.max_batch_size)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
@@ -407,11 +416,28 @@ def _assemble(model: TritonModel, folder: Path) -> None:
         (folder / LABELS_FILE).write_text(text, encoding="utf-8")
 
 
-def _move_into_place(built: Path, target: Path, stage: Path) -> None:
-    old = None
-    if target.exists():
-        old = stage / f".replaced-{target.name}"
-        os.replace(target, old)
-    os.replace(built, target)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+def _publish_folders(pairs: list[tuple[Path, Path]], stage: Path, *, force: bool) -> None:
+    """Move each built model folder to its name, all or none. Without ``force`` a name is claimed
+    with an exclusive ``mkdir`` (two runs racing for one model: the loser gets one line); with it the
+    old folder is set aside in ``stage`` and restored if anything fails."""
+    placed: list[tuple[Path, Path | None]] = []
+    try:
+        for built, target in pairs:
+            old = None
+            if force and os.path.lexists(target):
+                old = stage / f".replaced-{target.name}"
+                os.replace(target, old)
+            else:
+                os.mkdir(target)  # the claim: fails if the folder exists (made by another run meanwhile)
+            placed.append((target, old))  # ours now: taken back if anything fails
+            os.replace(built, target)  # onto the empty folder just claimed (or the freed name)
+    except BaseException as exc:
+        for target, old in reversed(placed):
+            shutil.rmtree(target, ignore_errors=True)
+            if old is not None:
+                os.replace(old, target)
+        if isinstance(exc, FileExistsError):
+            raise OutputExistsError(f"{target} already exists (another run wrote it meanwhile?); pass --force to replace it") from None
+        if isinstance(exc, OSError):
+            raise OutputError(f"cannot write {target}: {exc.strerror or exc}") from None
+        raise

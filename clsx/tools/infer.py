@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Iterable, TextIO
 
 from clsx.core.errors import ClsxError
-from clsx.core.files import refuse_existing, text_output
+from clsx.core.files import GuardedStream, refuse_existing, text_output
 from clsx.predict.classifier import Classifier
 from clsx.predict.listing import iter_image_paths
 from clsx.predict.sinks import InferSummary, check_format, make_writer, stream_rows
@@ -94,7 +94,7 @@ def run_infer(
     classifier = Classifier(runtime, batch_size=batch_size, workers=workers)
     try:
         if out_path is None:
-            summary = infer_to_stream(classifier, paths, stdout or sys.stdout, topk=topk, fmt=fmt,
+            summary = infer_to_stream(classifier, paths, GuardedStream(stdout or sys.stdout), topk=topk, fmt=fmt,
                                       batch_size=batch_size, workers=workers, progress=progress)
         else:
             with text_output(out_path, force=force) as f:

@@ -10,6 +10,8 @@ import json
 from pathlib import Path
 from typing import Any, Mapping
 
+from clsx.core.artifact import inside
+
 _KNOWN = {"schema_version", "clsx_version", "artifact", "precision", "model", "inputs", "outputs",
           "parent_sha256", "producer", "verification", "external_data"}
 
@@ -48,6 +50,23 @@ def _verification(v: Mapping[str, Any] | None) -> str:
     return ", ".join(parts)
 
 
+#: Artifact kinds that hold code the loader runs, and what that code is.
+CODE_ARTIFACTS = {
+    "aoti": "an AOTInductor package holds a compiled shared library that is loaded (dlopen) and run, by Python and by the C++ library",
+    "tensorrt": "a TensorRT plan can embed a lean runtime and plugin libraries that TensorRT loads and runs",
+}
+_CODE_SUFFIXES = {".pt2": "aoti", ".plan": "tensorrt", ".engine": "tensorrt"}
+
+
+def trust_note(path: str | Path, doc: Mapping[str, Any]) -> str | None:
+    """One line for artifacts that are code (``.pt2`` packages, TensorRT plans); None for data
+    (ONNX graphs, checkpoints, sidecars: clsx reads those as data)."""
+    kind = doc.get("artifact") if doc.get("artifact") in CODE_ARTIFACTS else _CODE_SUFFIXES.get(Path(path).suffix.lower())
+    if kind is None:
+        return None
+    return f"CODE, not data: {CODE_ARTIFACTS[kind]}; open it only if you trust where it came from, as you would a program"
+
+
 def describe(path: str | Path, doc: Mapping[str, Any]) -> str:
     """The document as ``key  value`` lines (stdout of ``clsx info``)."""
     p = Path(path)
@@ -59,7 +78,8 @@ def describe(path: str | Path, doc: Mapping[str, Any]) -> str:
     ]
     ext = doc.get("external_data")
     if ext:
-        data = p.with_name(str(ext.get("file") or p.name + ".data"))
+        data = inside(p, str(ext.get("file") or p.name + ".data"), what="file named by metadata external_data.file",
+                      must_exist=False)  # a name that leaves the folder is refused, never looked up
         state = "present" if data.is_file() else "MISSING"
         rows.append(("data file", f"external weights: {data.name} beside it ({float(ext.get('bytes', 0)) / 1e9:.2f} GB, "
                                 f"sha256 {str(ext.get('sha256', ''))[:12]}, {state}); the two files travel together"))
@@ -88,6 +108,9 @@ def describe(path: str | Path, doc: Mapping[str, Any]) -> str:
     if doc.get("parent_sha256"):
         rows.append(("parent", f"sha256 {doc['parent_sha256']}"))
     rows.append(("verified", _verification(doc.get("verification"))))
+    trust = trust_note(p, doc)
+    if trust:
+        rows.append(("trust", trust))
     for key, value in doc.items():
         if key not in _KNOWN and value is not None:
             rows.append((key, json.dumps(value, separators=(",", ":"))))

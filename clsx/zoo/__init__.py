@@ -62,11 +62,39 @@ class Resolved:
         return {"torchvision": "tv:", "timm": "timm:", "pretrainedmodels": "pm:"}.get(self.source.name, "") + self.name
 
 
-def resolve(name: str) -> Resolved:
-    """Resolve a user-typed model name to (source, name). Raises ModelNotFoundError with suggestions."""
+@dataclass(frozen=True)
+class FileModelName:
+    """A model name read from a file (a checkpoint's sidecar), not typed by the user.
+
+    It may name a zoo model (``tv:NAME``, ``timm:NAME``, ``pm:NAME``, a bare name), never code:
+    :func:`resolve` refuses a ``module:function`` given this way, whatever ``allow_code`` says. It is
+    deliberately not a ``str``: turning it into one (``str(name)``) gives ``NAME (from FILE)``, which
+    names no model at all, so no conversion on the way can make it importable.
+    """
+
+    name: str
+    origin: Path  # the file it was read from
+    what: str = "checkpoint sidecar"
+
+    def __str__(self) -> str:
+        return f"{self.name} (from {self.what} {self.origin})"
+
+
+def resolve(name: "str | FileModelName", *, allow_code: bool = True) -> Resolved:
+    """Resolve a model name to (source, name). Raises ModelNotFoundError with suggestions.
+
+    A ``package.module:function`` (the custom source: importing it runs that module) resolves only when
+    ``allow_code`` is true and the name is a plain ``str``, i.e. typed on the command line or passed to
+    the API; a :class:`FileModelName` (read from a sidecar) never does.
+    """
+    origin: FileModelName | None = None
+    if isinstance(name, FileModelName):
+        origin, name, allow_code = name, name.name, False
+    if not isinstance(name, str):
+        raise ModelNotFoundError(f"a model name is a string, not {type(name).__name__}")
     name = name.strip()
     if not name:
-        raise ModelNotFoundError("empty model name")
+        raise ModelNotFoundError("empty model name" + (f" in {origin.what} {origin.origin}" if origin else ""))
     if ":" in name:
         prefix, rest = name.split(":", 1)
         src = source_for_prefix(prefix)
@@ -76,6 +104,8 @@ def resolve(name: str) -> Resolved:
                 return Resolved(src, rest, f"{src.name}:{rest}")
             raise ModelNotFoundError(f"{src.name} has no model {rest!r}{_suggest(rest, src.names())}")
         if custom_source.is_custom_ref(name):
+            if not allow_code:
+                raise _code_refused(name, origin)
             return Resolved(get_source("custom"), name, f"custom model {name}")
         raise ModelNotFoundError(
             f"unknown model source {prefix!r} in {name!r}: use tv:NAME, timm:NAME, pm:NAME or package.module:function"
@@ -90,6 +120,16 @@ def resolve(name: str) -> Resolved:
             return Resolved(src, name, f"{src.name}:{name}")
     candidates = [n for s in bare_sources() for n in s.names()] + list(PRETRAINEDMODELS_ALIASES)
     raise ModelNotFoundError(f"unknown model {name!r}{_suggest(name, candidates)}")
+
+
+def _code_refused(name: str, origin: FileModelName | None) -> ModelNotFoundError:
+    if origin is None:
+        return ModelNotFoundError(f"{name!r} names code (a module:function), which is accepted only from the command line or an API argument")
+    return ModelNotFoundError(
+        f"{origin.what} {origin.origin}: its model {name!r} names code (a module:function); a sidecar may name a zoo "
+        f"model (tv:NAME, timm:NAME, pm:NAME or a bare name), never code to import. To run your own model, name it "
+        f"yourself: clsx infer {name} --weights CHECKPOINT (or clsx.open(CHECKPOINT, model={name!r}))"
+    )
 
 
 def _original_hint(name: str) -> str:
@@ -144,24 +184,26 @@ class LoadedModel:
 
 
 def build(
-    name: str,
+    name: "str | FileModelName",
     *,
     weights: str | Path | None = None,
     pretrained: bool = False,
     num_classes: int | None = None,
     labels: str | Path | None = None,
     preprocess: PreprocessOverrides | Mapping[str, Any] | None = None,
+    allow_code: bool = True,
 ) -> LoadedModel:
     """Build ``name`` with random, pretrained (``pretrained=True``) or file (``weights=``) weights.
 
     Preprocessing precedence: ``preprocess`` (CLI flags) > checkpoint sidecar > the model's defaults.
+    ``allow_code``: see :func:`resolve` (a :class:`FileModelName` never builds a ``module:function``).
     """
     from clsx.zoo.labels import imagenet_labels, read_labels
     from clsx.zoo.weights import fit_state_dict, load_checkpoint
 
     if weights is not None and pretrained:
         raise SpecError("pass either --weights FILE or --pretrained, not both")
-    resolved = resolve(name)
+    resolved = resolve(name, allow_code=allow_code)
     log.info("model: %s", resolved.how)
     ckpt = load_checkpoint(weights) if weights is not None else None
     settings = ckpt.settings if ckpt else {}
@@ -232,4 +274,4 @@ def _count_outputs(module: "nn.Module", input_size: tuple[int, int, int]) -> int
     return int(out.shape[1])
 
 
-__all__ = ["LoadedModel", "Resolved", "ZooEntry", "build", "list_models", "resolve", "PRETRAINEDMODELS_ALIASES"]
+__all__ = ["FileModelName", "LoadedModel", "Resolved", "ZooEntry", "build", "list_models", "resolve", "PRETRAINEDMODELS_ALIASES"]

@@ -119,13 +119,17 @@ def _extract_state_dict(raw: Any, p: Path) -> dict[str, "torch.Tensor"]:
 
 
 def _read_sidecar(p: Path) -> dict[str, Any]:
-    """Settings saved next to a checkpoint as ``<file>.json`` (ModelSpec-like or flat preprocess keys)."""
-    sidecar = p.with_name(p.name + ".json")
-    if not sidecar.exists():
+    """Settings saved next to a checkpoint as ``<file>.json`` (ModelSpec-like or flat preprocess keys),
+    read through :func:`clsx.core.artifact.read_sidecar_text` (a link out of the folder is refused)."""
+    from clsx.core.artifact import read_sidecar_text
+
+    found = read_sidecar_text(p)
+    if found is None:
         return {}
+    sidecar, text = found
     try:
-        data = json.loads(sidecar.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
         raise WeightsError(f"checkpoint sidecar {sidecar}: invalid JSON ({exc})") from None
     if not isinstance(data, dict):
         raise WeightsError(f"checkpoint sidecar {sidecar}: expected a JSON object")

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import clsx
+from clsx.core.errors import ClsxError
 from clsx.runtimes import BackendError, infer_backend, parse_device, register_backend, split_backend
 from clsx.runtimes.base import DeviceError, Runtime
 
@@ -90,7 +91,9 @@ def test_checkpoint_target_takes_the_architecture_from_its_sidecar(tmp_path, cif
         clsx.open(ckpt)
     ckpt.with_name("ck.pth.json").write_text(json.dumps({"model": cifar_module, "num_classes": 10,
                                                          "preprocess": {"input_size": [3, 32, 32]}}))
-    rt = clsx.open(ckpt)
+    with pytest.raises(ClsxError, match=r"ck\.pth\.json: its model 'usernets\.cifar:build' names code"):
+        clsx.open(ckpt).spec  # a sidecar names zoo models only: a module:function comes from the user
+    rt = clsx.open(ckpt, model=cifar_module)  # named by the caller: its code may run; the sidecar's settings still apply
     assert rt.backend == "torch"
     assert rt.spec.preprocess.input_size == (3, 32, 32) and rt.spec.weights.startswith("file:ck.pth")
     x = np.random.default_rng(0).standard_normal((3, 3, 32, 32)).astype(np.float32)

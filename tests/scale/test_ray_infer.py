@@ -203,7 +203,7 @@ def test_artifact_shipping_carries_external_data(local_ray, tmp_path, tiny_onnx,
     assert shipped.materialize() == str(ext.resolve())  # a node that sees the driver's file unchanged opens it
     elsewhere = dataclasses.replace(shipped, origin=str(tmp_path / "not-on-this-node" / "ext.onnx"))
     cached = Path(elsewhere.materialize())  # any other node: the files from the object store
-    assert cached.name == "ext.onnx" and cached.parent.parent == tmp_path / "clsx-ray-artifacts"
+    assert cached.name == "ext.onnx" and cached.parent.parent == tmp_path / f"clsx-ray-artifacts-{os.getuid()}"
     assert (cached.parent / "ext.onnx.data").read_bytes() == (ext.parent / "ext.onnx.data").read_bytes()
     assert elsewhere.materialize() == str(cached)  # cached by content: a second actor reuses it
     x = np.random.default_rng(0).standard_normal((2, 3, 32, 32)).astype(np.float32)

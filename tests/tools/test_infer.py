@@ -185,7 +185,15 @@ def test_permission_denied_maps_to_its_row(tiny_onnx, photo, tmp_path, monkeypat
             raise PermissionError(13, "Permission denied", str(fp))
         return real_open(fp, *a, **kw)
 
+    real_os_open = os.open
+
+    def deny_os(path, *a, **kw):  # clsx opens image files itself (only regular files, see load_image)
+        if str(path).endswith("locked.png"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_os_open(path, *a, **kw)
+
     monkeypatch.setattr(Image, "open", deny)
+    monkeypatch.setattr(os, "open", deny_os)
     res = runner.invoke(app, ["infer", str(tiny_onnx), str(img)])
     assert res.exit_code == 0
     assert _rows(res.stdout)[1][-1] == f"{img}: permission denied"
