@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 from clsx import __version__
 from clsx.core.errors import ClsxError
@@ -29,9 +29,14 @@ _DEBUG = os.environ.get("CLSX_DEBUG", "").strip().lower() in ("1", "true", "yes"
 
 
 class _ClsxGroup(TyperGroup):
-    """Turns ClsxError into one line on stderr and its exit status; anything else is a bug."""
+    """Turns ClsxError into one line on stderr and its exit status; anything else is a bug. The
+    ``clsx`` logger's setup (see _setup_logging) lasts for the command only: a program that calls the
+    CLI in-process (tests, CliRunner) gets its own logging back afterwards."""
 
     def invoke(self, ctx: Any) -> Any:
+        logger = logging.getLogger("clsx")
+        saved = logger.handlers[:], logger.level, logger.propagate
+        quieted = {name: logging.getLogger(name).level for name in _CHATTY_DEPENDENCIES}
         try:
             return super().invoke(ctx)
         except ClsxError as exc:
@@ -44,6 +49,14 @@ class _ClsxGroup(TyperGroup):
             name = "SIGTERM" if isinstance(exc, Terminated) else "SIGINT"
             typer.echo(f"clsx: interrupted ({name}); nothing was published", err=True)
             raise typer.Exit(128 + (signal.SIGTERM if name == "SIGTERM" else signal.SIGINT)) from None
+        finally:
+            logger.handlers[:], logger.propagate = saved[0], saved[2]
+            logger.setLevel(saved[1])  # (setLevel, not .level =: it clears the loggers' level cache)
+            for name, level in quieted.items():
+                logging.getLogger(name).setLevel(level)
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _untyped_flags(super().get_params(ctx))  # the group's own flags: -q, --debug, --help
 
 
 class Terminated(KeyboardInterrupt):
@@ -54,7 +67,30 @@ def _on_sigterm(signum: int, frame: Any) -> None:
     raise Terminated()
 
 
-app = typer.Typer(
+def _untyped_flags(params: list[Any]) -> list[Any]:
+    """Flags (``--force``, ``--help``, ``-v`` counted) take no value, so their help shows no type:
+    some typer versions print ``<bool>``/``<int>`` beside them, as if ``--force true`` were asked for."""
+    for p in params:
+        if (getattr(p, "is_flag", False) or getattr(p, "count", False)) and getattr(p, "metavar", "") is None:
+            p.metavar = ""
+    return params
+
+
+class _ClsxCommand(TyperCommand):
+    """Every clsx command (see _ClsxTyper): help without a type beside flags."""
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _untyped_flags(super().get_params(ctx))
+
+
+class _ClsxTyper(typer.Typer):
+    """``@app.command(...)`` makes a :class:`_ClsxCommand` unless told otherwise."""
+
+    def command(self, *args: Any, cls: Any = None, **kwargs: Any) -> Any:
+        return super().command(*args, cls=cls or _ClsxCommand, **kwargs)
+
+
+app = _ClsxTyper(
     cls=_ClsxGroup,
     name="clsx",
     help="Export, calibrate, compile and run image classifiers: torch -> ONNX (FP32/FP16/INT8) -> TensorRT.",
@@ -73,6 +109,10 @@ class _StderrFormatter(logging.Formatter):
         return f"clsx: {msg}"
 
 
+#: Libraries whose Python loggers report progress at INFO (reaching stderr once something configures the root logger).
+_CHATTY_DEPENDENCIES = ("onnxruntime",)
+
+
 def _setup_logging(verbose: int, quiet: bool) -> None:
     level = logging.WARNING if quiet else (logging.DEBUG if verbose else logging.INFO)
     handler = logging.StreamHandler(sys.stderr)
@@ -80,6 +120,13 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
     root = logging.getLogger("clsx")
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # The CLI owns how clsx records are shown, whatever a dependency does to the root logger (ONNX
+    # Runtime's matmul_nbits_quantizer calls logging.basicConfig when imported): they stop here.
+    root.propagate = False
+    # ...and a dependency's own INFO chatter through such a root handler ("Performing symbolic shape
+    # inference...") shows only with --verbose; its warnings always do.
+    for name in _CHATTY_DEPENDENCIES:
+        logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.WARNING)
 
 
 def _version(value: bool) -> None:
@@ -103,12 +150,16 @@ def _main(
 # ---------------------------------------------------------------------------------------------
 # Shared options (defined once, used by every command that builds a model)
 
+#: ``-o`` values stay strings (a Path drops the trailing ``/`` that means "into this folder, created")
+PATH_METAVAR = "<path>"
+
 ModelArg = Annotated[str, typer.Argument(help="Model: resnet50, tv:NAME, timm:NAME[.TAG], pm:NAME or package.module:function.", show_default=False)]
 WeightsOpt = Annotated[Optional[Path], typer.Option("--weights", "-w", help="Checkpoint (.pth/.pt/.safetensors), loaded without executing pickled code.")]
 PretrainedOpt = Annotated[bool, typer.Option("--pretrained", help="Use the source library's own pretrained weights (downloads).")]
+RandomWeightsOpt = Annotated[bool, typer.Option("--random-weights", help="Random (untrained) weights are intended: no warning (without --weights/--pretrained a model has them, and clsx warns).")]
 NumClassesOpt = Annotated[Optional[int], typer.Option("--num-classes", min=1, help="Classifier outputs (custom heads).")]
 LabelsOpt = Annotated[Optional[Path], typer.Option("--labels", help="Class names: a text file (one per line) or a JSON list.")]
-InputSizeOpt = Annotated[Optional[str], typer.Option("--input-size", help="N, HxW or CxHxW (e.g. 224 or 3x32x32).")]
+InputSizeOpt = Annotated[Optional[str], typer.Option("--input-size", help="S (square), HxW, or CxHxW with C 1 or 3 (e.g. 224, 240x320, 3x32x32); S and HxW sides are at least 8.")]
 MeanOpt = Annotated[Optional[str], typer.Option("--mean", help="Per-channel mean, comma-separated (in units of the input range).")]
 StdOpt = Annotated[Optional[str], typer.Option("--std", help="Per-channel std, comma-separated.")]
 InterpOpt = Annotated[Optional[str], typer.Option("--interpolation", help="Resize filter: bilinear, bicubic, nearest, lanczos, box, hamming.")]
@@ -138,7 +189,7 @@ def models_cmd(
     source: Annotated[Optional[str], typer.Option("--source", "-s", help="Only this source: torchvision (tv), timm or pretrainedmodels (pm).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="JSON list on stdout instead of a table.")] = False,
 ) -> None:
-    """List buildable models with their source, default input size and parameter count."""
+    """List buildable models by qualified name (tv:NAME, timm:NAME, pm:NAME: a bare NAME picks torchvision, then timm) with their source, default input size and parameter count."""
     from clsx.zoo import list_models
 
     entries = list_models(pattern, source)
@@ -148,12 +199,12 @@ def models_cmd(
     if not entries:
         log.warning("no model matches %r", pattern)
         return
-    width = max(len(e.name) for e in entries)
+    width = max(len(e.qualified) for e in entries)
     swidth = max(len("SOURCE"), *(len(e.source) for e in entries))
     typer.echo(f"{'NAME':<{width}}  {'SOURCE':<{swidth}}  {'INPUT':<11}  PARAMS")
-    for e in entries:
+    for e in entries:  # qualified names: resnet18 is in three sources, tv:resnet18 in one
         params = f"{e.params / 1e6:.1f}M" if e.params is not None else "-"
-        typer.echo(f"{e.name:<{width}}  {e.source:<{swidth}}  {'x'.join(map(str, e.input_size)):<11}  {params}")
+        typer.echo(f"{e.qualified:<{width}}  {e.source:<{swidth}}  {'x'.join(map(str, e.input_size)):<11}  {params}")
     log.info("%d models", len(entries))
 
 
@@ -171,7 +222,7 @@ def demo_cmd(
 def calib_cmd(
     model: Annotated[Path, typer.Argument(help="FP32 ONNX graph (clsx metadata inside gives its preprocessing).", show_default=False)],
     images: Annotated[Path, typer.Argument(help="Folder of calibration images (searched recursively).", show_default=False)],
-    out: Annotated[Optional[Path], typer.Option("--output", "-o", help="Output file (default: MODEL.int8.onnx).")] = None,
+    out: Annotated[Optional[str], typer.Option("--output", "-o", metavar=PATH_METAVAR, help="Output file, or a folder (DIR/: created if missing) for MODEL.int8.onnx (default: beside MODEL).")] = None,
     method: Annotated[str, typer.Option("--method", help="minmax (fastest), entropy or percentile.")] = "minmax",
     for_: Annotated[str, typer.Option("--for", help="Q/DQ layout: tensorrt (TensorRT explicit quantization; ONNX Runtime runs it too) or cpu (ONNX Runtime's fused CPU kernels, ~2-4x FP32 speed; TensorRT rejects it).")] = "tensorrt",
     reduce_range: Annotated[bool, typer.Option("--reduce-range", help="7-bit weights (with --for cpu): avoids the saturation of ONNX Runtime's U8S8 kernels on AVX2-only x86 CPUs (no AVX-512 VNNI).")] = False,
@@ -240,7 +291,7 @@ def engine_options(target: str, min_batch: int, opt_batch: int, max_batch: int, 
 @app.command("build")
 def build_cmd(
     onnx_file: Annotated[Path, typer.Argument(help="ONNX graph written by clsx (FP32, FP16 or INT8 Q/DQ).", show_default=False)],
-    out: Annotated[Optional[Path], typer.Option("--output", "-o", help="Plan file (default: MODEL.plan beside the ONNX); its sidecar is PLAN.json.")] = None,
+    out: Annotated[Optional[str], typer.Option("--output", "-o", metavar=PATH_METAVAR, help="Plan file, or a folder (DIR/: created if missing) for MODEL.plan (default: beside the ONNX); its sidecar is PLAN.json.")] = None,
     target: TargetOpt = "auto",
     min_batch: MinBatchOpt = 1,
     opt_batch: OptBatchOpt = 8,
@@ -271,7 +322,7 @@ def build_cmd(
 def doctor_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="JSON on stdout instead of text.")] = False,
 ) -> None:
-    """What this machine can do: torch/CUDA and GPUs, ONNX Runtime providers that really load, TensorRT flavours, build targets."""
+    """What this machine can run and build: torch/CUDA and GPUs, ONNX Runtime providers that really load, TensorRT flavours, build and run targets."""
     from clsx.tools.doctor import diagnose, format_report
 
     report = diagnose()
@@ -287,12 +338,13 @@ def infer_cmd(
     backend: Annotated[Optional[str], typer.Option("--backend", help="torch, onnxrt or tensorrt (default: from the artifact).")] = None,
     device: Annotated[Optional[str], typer.Option("--device", "-d", help="auto, cpu, cuda[:N], or tensorrt[:N] (ONNX Runtime's TensorRT provider).")] = None,
     fmt: Annotated[str, typer.Option("--format", "-f", help="csv or jsonl.")] = "csv",
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write rows to FILE (atomically) instead of stdout.")] = None,
+    output: Annotated[Optional[str], typer.Option("--output", "-o", metavar=PATH_METAVAR, help="Write rows to FILE (atomically; missing folders are created) instead of stdout.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite --output if it exists.")] = False,
     strict: Annotated[bool, typer.Option("--strict", help="Exit 1 if any image could not be classified (rows are still written).")] = False,
     workers: Annotated[Optional[int], typer.Option("--workers", "-j", min=1, help="Decode/preprocess threads (default: one per core).")] = None,
     weights: WeightsOpt = None,
     pretrained: PretrainedOpt = False,
+    random_weights: RandomWeightsOpt = False,
     num_classes: NumClassesOpt = None,
     labels: LabelsOpt = None,
     input_size: InputSizeOpt = None,
@@ -312,7 +364,7 @@ def infer_cmd(
     """
     overrides = preprocess_overrides(input_size, mean, std, interpolation, crop_pct)
     open_kw: dict[str, Any] = {"preprocess": overrides if overrides.as_dict() else None, "labels": labels}
-    model_opts = {"weights": weights, "pretrained": pretrained, "num_classes": num_classes}
+    model_opts = {"weights": weights, "pretrained": pretrained, "num_classes": num_classes, "random_weights": random_weights}
     open_kw.update({k: v for k, v in model_opts.items() if v})
     common = dict(output=output, force=force, strict=strict, topk=topk, fmt=fmt.lower(), batch_size=batch_size, backend=backend, device=device)
     if ray:
@@ -332,9 +384,10 @@ def export_cmd(
     model: ModelArg,
     weights: WeightsOpt = None,
     pretrained: PretrainedOpt = False,
+    random_weights: RandomWeightsOpt = False,
     num_classes: NumClassesOpt = None,
     labels: LabelsOpt = None,
-    out: Annotated[Optional[Path], typer.Option("--output", "-o", help="Output file or folder (default: ./<model name>.onnx).")] = None,
+    out: Annotated[Optional[str], typer.Option("--output", "-o", metavar=PATH_METAVAR, help="Output .onnx file, or a folder (DIR/: created if missing) for <model name>.onnx (default: in the current folder).")] = None,
     opset: Annotated[Optional[int], typer.Option("--opset", help="ONNX opset 7-23 (default 20; below 18 uses the TorchScript exporter).")] = None,
     batch: Annotated[str, typer.Option("--batch", help="'dynamic' (default) or a fixed batch size N.")] = "dynamic",
     max_batch: Annotated[Optional[int], typer.Option("--max-batch", help="Largest batch a dynamic graph should serve (recorded for engine builds).")] = None,
@@ -378,7 +431,7 @@ def export_cmd(
     if int8 and calib_dir is None:
         raise typer.BadParameter("--int8 needs --calib-dir IMAGES", param_hint="--calib-dir")
     options = ExportOptions(
-        weights=weights, pretrained=pretrained, num_classes=num_classes, labels=labels,
+        weights=weights, pretrained=pretrained, random_weights=random_weights, num_classes=num_classes, labels=labels,
         preprocess=preprocess_overrides(input_size, mean, std, interpolation, crop_pct),
         out=out, opset=opset, batch=batch, max_batch=max_batch, fp16=fp16, verify=not no_verify,
     )
@@ -415,7 +468,7 @@ def parity_cmd(
     min_top1: Annotated[Optional[float], typer.Option("--min-top1", min=0.0, max=1.0, help="Gate: top-1 agreement at least this fraction (exit 3 if missed).")] = None,
     min_top5: Annotated[Optional[float], typer.Option("--min-top5", "--min-topk", min=0.0, max=1.0, help="Gate: the reference's top-1 within the candidate's top-k (--topk) at least this fraction.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="JSON on stdout instead of the table.")] = False,
-    flips: Annotated[Optional[Path], typer.Option("--flips", help="Write flipped (and failed) images to FILE as CSV.")] = None,
+    flips: Annotated[Optional[str], typer.Option("--flips", metavar=PATH_METAVAR, help="Write flipped (and failed) images to FILE as CSV (missing folders are created).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite --flips if it exists.")] = False,
     shared_input: Annotated[bool, typer.Option("--shared-input", help="Feed every artifact the reference's tensors, even where a candidate's metadata describes other preprocessing (compares the graphs only).")] = False,
     strict: Annotated[bool, typer.Option("--strict", help="Exit 1 if any image could not be read or any candidate failed on an image.")] = False,
@@ -424,6 +477,7 @@ def parity_cmd(
     workers: Annotated[Optional[int], typer.Option("--workers", "-j", min=1, help="Decode/preprocess threads (default: one per core).")] = None,
     weights: WeightsOpt = None,
     pretrained: PretrainedOpt = False,
+    random_weights: RandomWeightsOpt = False,
     num_classes: NumClassesOpt = None,
 ) -> None:
     """Label-free agreement of candidates with a reference on real images: top-1, top-k membership and overlap, logit differences, KL.
@@ -439,7 +493,8 @@ def parity_cmd(
     report = run_parity(
         reference, candidates, images, topk=topk, batch_size=batch_size, workers=workers,
         thresholds=Thresholds(min_top1=min_top1, min_topk=min_top5), input_mode="shared" if shared_input else "own",
-        device=device, model_opts={"weights": weights, "pretrained": pretrained, "num_classes": num_classes},
+        device=device, model_opts={"weights": weights, "pretrained": pretrained, "num_classes": num_classes,
+                                   "random_weights": random_weights},
     )
     typer.echo(json.dumps(report.to_dict(), indent=2) if as_json else report.format_table(), nl=as_json)
     if flips is not None:
@@ -451,6 +506,41 @@ def parity_cmd(
     if strict and (report.image_errors or any(c.failed for c in report.candidates)):
         failed = sum(len(c.failed) for c in report.candidates)
         raise ClsxError(f"{len(report.image_errors)} unreadable image(s), {failed} candidate failure(s) (--strict)")
+
+
+@app.command("val")
+def val_cmd(
+    artifacts: Annotated[list[str], typer.Argument(help="Artifacts: model.onnx, model.plan, or a model name (torch, with --weights); NAME@BACKEND picks the backend. The first is the baseline of the drop columns.", show_default=False)],
+    data: Annotated[Path, typer.Argument(help="Labelled images: an ImageFolder tree (class folders named by WordNet id n01440764, index 0..N-1 or label text) or a CSV of path,label.", show_default=False)],
+    topk: Annotated[int, typer.Option("--topk", "-k", min=1, help="k of the top-k accuracy.")] = 5,
+    per_class: Annotated[bool, typer.Option("--per-class", help="Add a per-class table (class, n, top-1, top-k).")] = False,
+    min_top1: Annotated[Optional[float], typer.Option("--min-top1", min=0.0, max=1.0, help="Gate: exit 3 unless every artifact's top-1 is at least this fraction, judged on the lower bound of its 95% Wilson interval.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON on stdout instead of the table.")] = False,
+    batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Images per inference call.")] = 32,
+    device: Annotated[Optional[str], typer.Option("--device", "-d", help="auto, cpu, cuda[:N], or tensorrt[:N] (ONNX Runtime's TensorRT provider), for every artifact.")] = None,
+    workers: Annotated[Optional[int], typer.Option("--workers", "-j", min=1, help="Decode/preprocess threads (default: one per core).")] = None,
+    weights: WeightsOpt = None,
+    pretrained: PretrainedOpt = False,
+    random_weights: RandomWeightsOpt = False,
+    num_classes: NumClassesOpt = None,
+) -> None:
+    """Labelled accuracy on DATA: top-1 and top-k with n and a 95% Wilson interval per artifact, and each one's drop against the first.
+
+    Unreadable images are counted and excluded for every artifact. --weights/--pretrained/--num-classes apply to model names (torch).
+
+    Exit status 3 when --min-top1 is missed; 1 when DATA is missing or malformed, names a class the model does not have, or the artifacts are not the same classifier.
+    """
+    from clsx.tools.val import run_val
+
+    report = run_val(
+        artifacts, data, topk=topk, batch_size=batch_size, per_class=per_class, workers=workers, device=device,
+        min_top1=min_top1, model_opts={"weights": weights, "pretrained": pretrained, "num_classes": num_classes,
+                                       "random_weights": random_weights},
+    )
+    typer.echo(json.dumps(report.to_dict(), indent=2) if as_json else report.format_table(), nl=as_json)
+    gate = report.gate_error()
+    if gate is not None:
+        raise gate
 
 
 @app.command("bench")
@@ -470,6 +560,7 @@ def bench_cmd(
     workers: Annotated[Optional[int], typer.Option("--workers", "-j", min=1, help="Decode/preprocess threads of the end-to-end runs (default: one per core).")] = None,
     weights: WeightsOpt = None,
     pretrained: PretrainedOpt = False,
+    random_weights: RandomWeightsOpt = False,
     num_classes: NumClassesOpt = None,
 ) -> None:
     """Latency (p50/p90/p99) and throughput per artifact and batch size, model-only and (with --images) end to end.
@@ -484,7 +575,7 @@ def bench_cmd(
         artifacts, batches=_batch_list(batch, "--batch"), warmup=warmup, iters=iters, seconds=seconds, rounds=rounds,
         images=images or None, e2e_batches=_batch_list(e2e_batch, "--e2e-batch") if e2e_batch else None,
         max_images=max_images, workers=workers, device=device, modes=("model",) if model_only else ("model", "e2e"),
-        model_opts={"weights": weights, "pretrained": pretrained, "num_classes": num_classes},
+        model_opts={"weights": weights, "pretrained": pretrained, "num_classes": num_classes, "random_weights": random_weights},
     )
     typer.echo(json.dumps(report.to_dict(), indent=2) if as_json else report.format_table(), nl=as_json)
 

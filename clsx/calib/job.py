@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -29,11 +30,11 @@ from clsx.calib.reader import BatchStream, CalibrationDataError, ImageSplit, Ort
 from clsx.core.agreement import Agreement, compare
 from clsx.core.artifact import checked_onnx
 from clsx.core.errors import GateFailedError, SpecError
-from clsx.core.files import OutputSet, check_writable, refuse_existing, sha256_file
+from clsx.core.files import OutputSet, check_writable, output_path, refuse_existing, sha256_file
 from clsx.core.metadata import (check_graph_input, dumps, embed_in_onnx, onnx_input_shape_of, read_onnx_metadata,
                                  sidecar_path, spec_of)
 from clsx.core.optional import require
-from clsx.core.progress import Progress
+from clsx.core.progress import Phase, Progress
 from clsx.core.spec import MAX_NUM_CLASSES, ModelSpec, PreprocessOverrides, PreprocessSpec, resolve_preprocess
 
 log = logging.getLogger(__name__)
@@ -173,7 +174,9 @@ def calibrate(
     force: bool = False,
     **fields: Any,
 ) -> CalibResult:
-    """Calibrate ``model_path`` (FP32 ONNX) on ``images`` and write the INT8 Q/DQ graph to ``out``.
+    """Calibrate ``model_path`` (FP32 ONNX) on ``images`` and write the INT8 Q/DQ graph to ``out`` (a file,
+    or a folder for ``<stem>.int8.onnx``: an existing one, or a string ending in ``/`` to create; default:
+    beside the model).
 
     ``options`` (default :class:`CalibOptions()`); keyword ``fields`` are :class:`CalibOptions`
     fields that override it, e.g. ``calibrate(p, imgs, method="entropy", num=8)``.
@@ -188,9 +191,11 @@ def calibrate(
         prepared = prepare(req.model_path, work / "prepared.onnx")
         input_name = _input_name(prepared)
         job = _Job(req, work, prepared, input_name, _ranges(req, prepared, input_name, work))
-        plain = job.quantize("int8_plain.onnx")
-        job, int8 = _bias_correct(job, plain)
-        outcome = _evaluate(job, int8)
+        with Phase("quantizing", log):
+            plain = job.quantize("int8_plain.onnx")
+            job, int8 = _bias_correct(job, plain)
+        with Phase("evaluating INT8 against FP32", log):
+            outcome = _evaluate(job, int8)
         final, doc = _publish(job, outcome)
     ranges = job.ranges
     result = CalibResult(final, doc, outcome.before, outcome.after, outcome.float_layers, ranges.used, ranges.bad,
@@ -208,9 +213,11 @@ def _request(model_path: Path, images: str | Path, out: str | Path | None, optio
     if not model_path.exists():
         raise SpecError(f"{model_path}: no such ONNX file")
     checked_onnx(model_path)  # its external data inside its folder, before anything reads the graph
-    out_path = Path(out) if out is not None else default_output(model_path)
+    out_path = output_path(out, default_output(model_path).name) if out is not None else default_output(model_path)
     refuse_existing([out_path, sidecar_path(out_path)], force=force)
     check_writable(out_path)
+    if options.cache is not None and not os.path.lexists(options.cache):  # written after calibrating
+        check_writable(options.cache, what="the calibration cache")
 
     spec, parent_doc = _model_spec(model_path, options.preprocess)
     check_quantizable(model_path)

@@ -67,3 +67,23 @@ def compare(ref: np.ndarray, cand: np.ndarray, topk: int = 5) -> Agreement:
         topk=int(min(topk, ref.shape[1])),
         flips=tuple(int(i) for i in np.flatnonzero(~same1)),
     )
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval of a binomial proportion ``successes / n`` (z = 1.96: 95 %).
+
+    Unlike the normal approximation it stays inside [0, 1] and is not degenerate at 0 or n successes,
+    which is what small evaluation sets need (``clsx val``): 10/10 correct gives about [0.72, 1.0].
+    """
+    if n < 1:
+        raise ValueError(f"a proportion needs at least one trial; got n={n}")
+    if not 0 <= successes <= n:
+        raise ValueError(f"successes must be between 0 and n={n}; got {successes}")
+    if z <= 0:
+        raise ValueError(f"z must be positive; got {z}")
+    p = successes / n
+    z2 = z * z
+    denom = 1.0 + z2 / n
+    center = (p + z2 / (2 * n)) / denom
+    half = z * np.sqrt(p * (1.0 - p) / n + z2 / (4.0 * n * n)) / denom
+    return float(max(0.0, center - half)), float(min(1.0, center + half))

@@ -11,10 +11,14 @@ through :class:`OutputSet`:
   cannot both win: the loser gets one line); with ``force`` it is renamed over the old file;
 - if anything fails (disk full, a signal, a lost race), every temporary file is removed and any
   member of the set already published by this run is taken back, so a set is all or nothing;
-- published files get ``0o666 & ~umask`` (mkstemp's 0600 is for the temporary only).
+- published files get ``0o666 & ~umask`` (mkstemp's 0600 is for the temporary only);
+- an output's missing folders are created when its first temporary is (``mkdir -p``, ``0o777 & ~umask``;
+  they stay if the run fails later). ``-o out/`` (a trailing ``/``, :func:`names_folder`) means "into
+  this folder": :func:`output_path` puts the command's default file name in it.
 
 The early checks (:func:`refuse_existing`, :func:`check_writable`) only fail fast, before hours of
-work; publishing is what guarantees nothing is clobbered.
+work (a missing folder passes when its nearest existing ancestor is a writable folder); publishing is
+what guarantees nothing is clobbered.
 """
 
 from __future__ import annotations
@@ -104,24 +108,88 @@ def refuse_existing(paths: Iterable[str | os.PathLike], *, force: bool) -> None:
             raise OutputExistsError(exists_message(p))
 
 
-def check_writable(path: str | os.PathLike, *, what: str = "", error: type[ClsxError] = OutputError) -> None:
-    """Fail fast, before any work, when ``path``'s folder cannot take a new file. ``what`` names the
-    output in the message (``cannot write the timing cache PATH: ...``); ``error`` is the class raised."""
-    p = Path(path)
-    folder = p.parent
-    name = f"{what} {p}" if what else str(p)
-    if not folder.exists():
-        raise error(f"cannot write {name}: folder {folder} does not exist")
-    if not folder.is_dir():
-        raise error(f"cannot write {name}: {folder} is not a folder")
-    if p.is_dir():
-        raise error(f"cannot write {name}: it is a folder")
+def names_folder(out: str | os.PathLike) -> bool:
+    """True when ``out`` is written as a folder: a string ending in a path separator (``-o out/``).
+    (A :class:`~pathlib.Path` drops the trailing ``/``, so the CLI passes ``-o`` values as strings.)"""
+    text = os.fspath(out)
+    seps = tuple(s for s in (os.sep, os.altsep) if s)
+    return isinstance(text, str) and len(text) > 1 and text.endswith(seps)
+
+
+def output_path(out: str | os.PathLike, default_name: str) -> Path:
+    """The file an ``-o``/``--output`` value stands for: ``out/default_name`` when ``out`` is an
+    existing folder or ends in ``/`` (a folder, created when the output is written), else ``out``."""
+    p = Path(out)
+    if names_folder(out) or p.is_dir():
+        return p / default_name
+    return p
+
+
+def refuse_folder_path(out: str | os.PathLike, *, what: str = "--output", example: str = "rows.csv") -> None:
+    """For outputs without a default file name (``clsx infer -o``, ``--flips``): ``out/`` is refused
+    with one line instead of becoming a file named ``out``."""
+    if names_folder(out):
+        raise OutputError(f"{what} {out} names a folder; give the file to write in it, e.g. {Path(out) / example}")
+
+
+def _existing_ancestor(folder: Path) -> Path:
+    """The nearest of ``folder`` and its ancestors that exists (as anything, a broken link included)."""
+    while not os.path.lexists(folder) and folder.parent != folder:
+        folder = folder.parent
+    return folder
+
+
+def _check_folder(folder: Path, name: str, error: type[ClsxError]) -> Path:
+    """The folder a new entry of ``folder`` would be probed in: ``folder`` itself, or (when it does not
+    exist yet, and will be created) its nearest existing ancestor, which must be a folder."""
+    base = _existing_ancestor(folder)
+    if not base.is_dir():
+        what = "a broken link" if base.is_symlink() and not base.exists() else "not a folder"
+        raise error(f"cannot write {name}: {base} is {what}")
+    return base
+
+
+def _probe(folder: Path, prefix: str, name: str, error: type[ClsxError]) -> None:
     try:  # os.access lies for root and on read-only mounts: try for real
-        fd, probe = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".probe", dir=folder)
+        fd, probe = tempfile.mkstemp(prefix=prefix, suffix=".probe", dir=folder)
     except OSError as exc:
         raise error(f"cannot write {name}: {exc.strerror or exc}") from None
     os.close(fd)
     os.unlink(probe)
+
+
+def check_writable(path: str | os.PathLike, *, what: str = "", error: type[ClsxError] = OutputError) -> None:
+    """Fail fast, before any work, when ``path``'s folder cannot take a new file. A folder that does not
+    exist yet is fine when it can be created (its nearest existing ancestor is a writable folder): it is
+    created, with the umask's permissions, when the output is written (:func:`make_folders`). ``what``
+    names the output in the message (``cannot write the timing cache PATH: ...``); ``error`` is the
+    class raised."""
+    p = Path(path)
+    name = f"{what} {p}" if what else str(p)
+    base = _check_folder(p.parent, name, error)
+    if p.is_dir():
+        raise error(f"cannot write {name}: it is a folder")
+    _probe(base, f".{p.name}.", name, error)
+
+
+def check_writable_folder(folder: str | os.PathLike, *, what: str = "", error: type[ClsxError] = OutputError) -> None:
+    """Fail fast when ``folder`` cannot be used (or created) as an output folder."""
+    p = Path(folder)
+    name = f"{what} {p}" if what else str(p)
+    if os.path.lexists(p) and not p.is_dir():
+        raise error(f"cannot write {name}: it exists and is not a folder")
+    _probe(_check_folder(p, name, error), f".{p.name or 'out'}.", name, error)
+
+
+def make_folders(folder: str | os.PathLike, *, output: str | os.PathLike | None = None) -> None:
+    """Create ``folder`` and its missing parents (``mkdir -p``; each gets ``0o777 & ~umask``); the error
+    names ``output``, the file the folder is made for, when given. A folder made for an output stays,
+    even when the run fails later."""
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as exc:
+        where = f"cannot write {output}: " if output is not None else ""
+        raise OutputError(f"{where}cannot create folder {folder}: {exc.strerror or first_line(exc)}") from None
 
 
 def write_error(path: Path, exc: OSError) -> OutputError:
@@ -162,6 +230,7 @@ class OutputSet:
         """The temporary file standing for ``path`` until publishing (created empty, exclusively)."""
         p = self._member(path)
         if p not in self._temps:
+            make_folders(p.parent, output=p)
             try:
                 fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
             except OSError as exc:
@@ -280,6 +349,7 @@ def temp_folder(near: str | os.PathLike, *, prefix: str = "") -> Iterator[Path]:
     """A private temporary folder beside ``near`` (same file system, so its files can be renamed
     into place), removed with whatever is left in it, also on an exception or a signal."""
     p = Path(near)
+    make_folders(p.parent, output=p)
     try:
         folder = Path(tempfile.mkdtemp(prefix=f".{prefix or p.name}.", suffix=".tmp", dir=p.parent))
     except OSError as exc:

@@ -51,3 +51,65 @@ class Progress:
         if self._bar is not None:
             self._bar.stop()
             self._bar = None
+
+
+class Phase:
+    """One long step on stderr: ``clsx: exporting (dynamo) ...`` when it starts, a live elapsed-time
+    line while it runs when stderr is a terminal, ``clsx: exporting (dynamo): 31.2 s`` when it ends.
+
+    ``with Phase("exporting", log) as phase: ...``; ``phase.seconds`` afterwards. Phases record their
+    times in :data:`timings` (cleared by :func:`reset_timings`), so a command can print each step's time
+    at the end. A phase that fails says so (``failed after 3.1 s``) and re-raises.
+    """
+
+    def __init__(self, what: str, logger: Any, *, enabled: bool | None = None) -> None:
+        self.what, self.log = what, logger
+        self.enabled = sys.stderr.isatty() if enabled is None else enabled
+        self.seconds = 0.0
+        self._status: Any = None
+
+    def __enter__(self) -> "Phase":
+        self._start = time.perf_counter()
+        if self.enabled:
+            from rich.console import Console
+
+            self._status = Console(stderr=True).status(f"{self.what} ...")
+            self._status.start()
+            self._tick()
+        else:
+            self.log.info("%s ...", self.what)
+        return self
+
+    def _tick(self) -> None:
+        import threading
+
+        def loop() -> None:
+            while self._status is not None:
+                self._status.update(f"{self.what} ... {time.perf_counter() - self._start:.0f} s")
+                time.sleep(1.0)
+
+        threading.Thread(target=loop, daemon=True, name="clsx-phase").start()
+
+    def __exit__(self, exc_type: Any, *rest: Any) -> None:
+        self.seconds = time.perf_counter() - self._start
+        status, self._status = self._status, None
+        if status is not None:
+            status.stop()
+        if exc_type is None:
+            timings.append((self.what, self.seconds))
+            self.log.info("%s: %.1f s", self.what, self.seconds)
+        else:
+            self.log.info("%s: failed after %.1f s", self.what, self.seconds)
+
+
+#: (step, seconds) of the phases finished in this process, in order (see :class:`Phase`)
+timings: list[tuple[str, float]] = []
+
+
+def reset_timings() -> None:
+    timings.clear()
+
+
+def format_timings(steps: list[tuple[str, float]] | None = None) -> str:
+    """``exporting 31.2 s, FP16 conversion 4.0 s, ...`` (the end-of-command summary)."""
+    return ", ".join(f"{what} {seconds:.1f} s" for what, seconds in (timings if steps is None else steps))

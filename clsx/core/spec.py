@@ -168,6 +168,28 @@ class PreprocessSpec:
             raise exc.under(prefix) from None
 
 
+#: ``ModelSpec.weights`` of an untrained network (neither a weights file nor pretrained weights).
+RANDOM_WEIGHTS = "random"
+#: The short prefix of each zoo source in a qualified name (``tv:resnet50``); custom models have none.
+SOURCE_PREFIXES = {"torchvision": "tv", "timm": "timm", "pretrainedmodels": "pm"}
+
+
+def qualified_name(source: str, name: str) -> str:
+    """``("torchvision", "resnet50")`` -> ``tv:resnet50``: the name that resolves to that source only."""
+    prefix = SOURCE_PREFIXES.get(source)
+    return f"{prefix}:{name}" if prefix else name
+
+
+def random_weights_warning(subject: str, *, artifact: bool = False) -> str:
+    """The one warning every path that builds (``subject``: the model) or opens (``artifact``: a file
+    whose metadata says ``weights: random``) a model with random weights gives, on stderr."""
+    if artifact:
+        return (f"random weights: predictions are meaningless; {subject} was exported without --weights FILE "
+                f"or --pretrained; pass --random-weights (random_weights=True) if that is intended")
+    return (f"random weights: predictions are meaningless; pass --weights FILE or --pretrained, or "
+            f"--random-weights (random_weights=True) if that is intended ({subject})")
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """What a network is and how to feed it."""
@@ -204,8 +226,12 @@ class ModelSpec:
     @property
     def ref(self) -> str:
         """The fully qualified reference that resolves back to this model, e.g. ``tv:resnet50``."""
-        prefix = {"torchvision": "tv:", "timm": "timm:", "pretrainedmodels": "pm:"}.get(self.source, "")
-        return prefix + self.name
+        return qualified_name(self.source, self.name)
+
+    @property
+    def random_weights(self) -> bool:
+        """Whether the weights are the untrained initialisation (``weights == "random"``)."""
+        return self.weights == RANDOM_WEIGHTS
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -253,8 +279,21 @@ def resize_for_crop_pct(input_size: tuple[int, int, int] | list[int], crop_pct: 
     return int(math.floor(min(input_size[1:]) / crop_pct))
 
 
+#: The smallest side ``S`` and ``HxW`` input sizes take; smaller ones need the explicit ``CxHxW`` form.
+MIN_SHORT_FORM_SIDE = 8
+
+
 def parse_input_size(text: str) -> tuple[int, int, int]:
-    """``224`` -> (3, 224, 224); ``3x32x32`` or ``3,32,32`` -> (3, 32, 32); ``240x320`` -> (3, 240, 320)."""
+    """``--input-size`` -> (C, H, W). Three forms, by the number of parts:
+
+    - ``S``: square, 3 channels: ``224`` -> (3, 224, 224);
+    - ``HxW``: always height x width, 3 channels: ``240x320`` -> (3, 240, 320);
+    - ``CxHxW`` (or ``C,H,W``), C 1 or 3: ``3x32x32`` -> (3, 32, 32), ``1x28x28`` -> (1, 28, 28).
+
+    ``S`` and ``HxW`` refuse a side below :data:`MIN_SHORT_FORM_SIDE` (8 px): ``3x32`` is far more likely
+    a channel count than a 3-px-high image (write ``3x32x32``); a really tiny input is written in full
+    (``3x4x4``).
+    """
     parts = [p for p in text.lower().replace(",", "x").split("x") if p.strip()]
     try:
         nums = [int(p) for p in parts]
@@ -262,7 +301,12 @@ def parse_input_size(text: str) -> tuple[int, int, int]:
         nums = []
     size = {1: lambda: (3, nums[0], nums[0]), 2: lambda: (3, nums[0], nums[1]), 3: lambda: tuple(nums)}.get(len(nums))
     if size is None:
-        raise SpecError(f"cannot parse input size {text!r}: use N, HxW or CxHxW (e.g. 224 or 3x32x32)")
+        raise SpecError(f"cannot parse input size {text!r}: use S, HxW or CxHxW (e.g. 224, 240x320 or 3x32x32)")
+    if len(nums) < 3 and 0 < min(nums) < MIN_SHORT_FORM_SIDE:
+        form = "S" if len(nums) == 1 else "HxW"
+        example = f"3x{nums[-1]}x{nums[-1]}" if len(nums) == 2 else f"3x{nums[0]}x{nums[0]}"
+        raise SpecError(f"input size {text!r} is read as {form} (a side of {min(nums)} px); S and HxW sides are at "
+                        f"least {MIN_SHORT_FORM_SIDE} px: for channels x height x width write CxHxW, e.g. {example}")
     try:
         return check_input_size(size())
     except FieldError as exc:

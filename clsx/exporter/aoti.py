@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from clsx.core.progress import Phase
 from clsx.core.errors import GateFailedError
 from clsx.core.files import describe_exception
 from clsx.core.files import OutputSet, check_writable, refuse_existing, sha256_bytes, temp_folder
@@ -103,7 +104,8 @@ def export_aoti(
     # temporary folder beside the target, then renamed into place
     with temp_folder(path) as tmp_dir:
         tmp = tmp_dir / path.name
-        _compile(program, tmp, package_metadata(spec.preprocess.input_size, spec.num_classes))
+        with Phase(f"compiling {spec.ref} with AOTInductor", log):
+            _compile(program, tmp, package_metadata(spec.preprocess.input_size, spec.num_classes))
         compile_s = time.perf_counter() - t
         log.info("AOTInductor compiled %s in %.1f s", spec.ref, compile_s)
         verification = _verify(module, tmp, spec.preprocess.input_size, plan) if verify else None

@@ -90,20 +90,24 @@ def safe_stem(name: str) -> str:
 
 
 def default_output(name: str, folder: Path | None = None) -> Path:
-    """``<model name>.onnx`` in ``folder`` (default: the current directory)."""
-    return (folder if folder is not None else Path.cwd()) / f"{safe_stem(name)}.onnx"
+    """``<model name>.onnx`` in ``folder`` (default: the current directory, as a relative path: the
+    name alone, which is how commands print it)."""
+    return (folder if folder is not None else Path()) / f"{safe_stem(name)}.onnx"
 
 
 def resolve_output(out: str | Path | None, name: str) -> Path:
     """The FP32 output path: ``out`` when it names a ``.onnx`` file, ``out/<name>.onnx`` when it is an
-    existing folder, ``./<name>.onnx`` when not given."""
+    existing folder or a string ending in ``/`` (a folder, created when written), ``<name>.onnx`` in
+    the current directory when not given."""
     if out is None:
         return default_output(name)
+    folder = files.names_folder(out)
     p = Path(out).expanduser()
-    if p.is_dir():
+    if folder or p.is_dir():
         return default_output(name, p)
     if p.suffix.lower() != ".onnx":
-        raise ExportError(f"cannot write {p}: the output must be a .onnx file or an existing folder")
+        raise ExportError(f"cannot write {p}: the output must be a .onnx file or a folder "
+                          f"(an existing one, or end it with / to create it: {out}/)")
     return p
 
 

@@ -12,14 +12,18 @@ loads neither torch nor ONNX Runtime.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from clsx.calib import CalibOptions
+from clsx.core import progress
 from clsx.core.errors import ClsxError
 from clsx.exporter.artifacts import ExportResult
 from clsx.exporter.engine import BuildResult, EngineOptions, build_engine
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from clsx.calib import CalibResult
@@ -33,14 +37,15 @@ class ExportOptions:
     """The model and its ONNX export (``clsx export``'s model and export flags).
 
     ``weights``/``pretrained``/``num_classes``/``labels``/``preprocess`` build the model
-    (:func:`clsx.zoo.build`); ``out`` is the FP32 ``.onnx`` file or an existing folder (default
-    ``./<model name>.onnx``); ``batch`` is ``"dynamic"`` or a fixed size; ``max_batch`` the largest batch
+    (:func:`clsx.zoo.build`); ``out`` is the FP32 ``.onnx`` file, an existing folder or a folder
+    to create (a string ending in ``/``), default ``<model name>.onnx`` in the current directory; ``batch`` is ``"dynamic"`` or a fixed size; ``max_batch`` the largest batch
     a dynamic graph should serve; ``fp16`` adds ``<stem>.fp16.onnx``; ``verify`` checks every graph
     against torch on ONNX Runtime.
     """
 
     weights: str | Path | None = None
     pretrained: bool = False
+    random_weights: bool = False  # neither weights nor pretrained, on purpose: no warning (--random-weights)
     num_classes: int | None = None
     labels: str | Path | None = None
     preprocess: PreprocessOverrides | None = None
@@ -92,9 +97,10 @@ def export_chain(
     from clsx.zoo import build, resolve
 
     opts = options if options is not None else ExportOptions()
+    start = len(progress.timings)
     _preflight(resolve(model).name, opts, int8=int8, aoti=aoti, force=force)
     loaded = build(model, weights=opts.weights, pretrained=opts.pretrained, num_classes=opts.num_classes,
-                   labels=opts.labels, preprocess=opts.preprocess)
+                   labels=opts.labels, preprocess=opts.preprocess, random_weights=opts.random_weights)
     res = _export(loaded, opts, force=force)
     paths = [res.fp32_path] + ([res.fp16_path] if res.fp16_path is not None else [])
     summary = res.to_dict()
@@ -111,6 +117,10 @@ def export_chain(
         package = _export_aoti(loaded, res.fp32_path, opts, force=force)
         paths.append(package.path)
         summary["aoti"] = package.to_dict()
+    steps = progress.timings[start:]
+    summary["steps"] = [{"step": what, "seconds": round(seconds, 1)} for what, seconds in steps]
+    if len(steps) > 1:
+        log.info("steps: %s", progress.format_timings(steps))
     return ChainResult(export=res, int8=cal, engine=built, aoti=package, paths=paths, summary=summary)
 
 

@@ -24,10 +24,11 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Iterable
 
+from clsx.core.progress import Phase
 from clsx import __version__
 from clsx.core.artifact import load_checked_onnx
 from clsx.core.errors import ClsxError
-from clsx.core.files import OutputSet, check_writable, refuse_existing, sha256_bytes, sha256_file
+from clsx.core.files import OutputSet, check_writable, output_path, refuse_existing, sha256_bytes, sha256_file
 from clsx.core.metadata import dumps, read_metadata, sidecar_path
 from clsx.runtimes import trt_lib
 from clsx.runtimes.trt_lib import EngineBuildError
@@ -149,7 +150,8 @@ def build_engine(
         req.onnx_path.name, req.flavour, req.version, opts.min_batch, opts.opt_batch, opts.max_batch,
         ", ".join(req.cc_targets) or "-",
     )
-    built = _build(req)
+    with Phase("building the TensorRT engine", log):
+        built = _build(req)
     return _publish_build(req, built, _sidecar_document(req, built), force=force)
 
 
@@ -272,10 +274,8 @@ def _batch_profile(path: Path, graph_input: _GraphInput, min_batch: int, opt_bat
 def _output_path(onnx_path: Path, out: Path | str | None, force: bool) -> Path:
     if out is None:
         target = onnx_path.with_suffix(".plan")
-    else:
-        target = Path(out)
-        if target.is_dir():
-            target = target / onnx_path.with_suffix(".plan").name
+    else:  # a file, or a folder (existing, or a string ending in / to create) for MODEL.plan
+        target = output_path(out, onnx_path.with_suffix(".plan").name)
     refuse_existing([target, sidecar_path(target)], force=force)
     return target
 

@@ -26,6 +26,7 @@ itself (and activation overflow the photos did not reach) shows on the GPU (``cl
 from __future__ import annotations
 
 import logging
+import os
 import time
 import warnings
 from pathlib import Path
@@ -35,8 +36,9 @@ import numpy as np
 
 from clsx.core.optional import require
 from clsx.core.errors import GateFailedError
+from clsx.core.progress import Phase
 from clsx.core.files import first_line, describe_exception
-from clsx.core.files import check_writable, sha256_file
+from clsx.core.files import check_writable, output_path, sha256_file
 from clsx.exporter.artifacts import (
     ExportError,
     ExportResult,
@@ -329,7 +331,8 @@ def fp16_from_fp32(
         probe = make_probe(spec.preprocess, static_batch=static, max_batch=batch.get("max"),
                            photos=verify_photos if verify else RANGE_PHOTOS)
     calib = probe.photos[:RANGE_PHOTOS] if len(probe.photos) else probe.random
-    model16, report = to_fp16(fp32_model, calib, chunk=static or 2, pad=static is not None, inplace=True)
+    with Phase("converting to FP16", log):
+        model16, report = to_fp16(fp32_model, calib, chunk=static or 2, pad=static is not None, inplace=True)
     del fp32_model
 
     with staging_folder(dst) as workdir:
@@ -416,11 +419,10 @@ def convert_fp16(
         raise MetadataError(f"{src}: no clsx metadata inside; export it with `clsx export` first")
     if doc.get("precision") != "fp32":
         raise ExportError(f"{src} is a {doc.get('precision')} graph; FP16 conversion starts from an FP32 graph")
-    out = Path(dst).expanduser() if dst is not None else fp16_path_for(src)
-    if out.is_dir():
-        out = out / fp16_path_for(src).name
+    # dst: a .onnx file, or a folder (an existing one, or a string ending in / to create) for <stem>.fp16.onnx
+    out = fp16_path_for(src) if dst is None else output_path(os.path.expanduser(dst), fp16_path_for(src).name)
     if out.suffix.lower() != ".onnx":
-        raise ExportError(f"cannot write {out}: the output must be a .onnx file or an existing folder")
+        raise ExportError(f"cannot write {out}: the output must be a .onnx file or a folder (end it with / to create it)")
     check_writable(out, error=ExportError)
     refuse_existing([out], force=force)
     try:

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from clsx.core.progress import Phase
 from clsx.core.errors import ClsxError, GateFailedError, SpecError
 from clsx.core.files import check_writable, describe_exception
 from clsx.exporter.artifacts import (
@@ -444,7 +445,8 @@ def export_onnx(
         concurrent.futures.wait([reference])  # finish before tracing (see torch_reference_in_background)
 
     with staging_folder(fp32_path) as workdir:
-        model, exporter, notes = to_onnx(loaded, opset=opset_n, plan=plan, workdir=workdir)
+        with Phase(f"exporting {spec.ref} to ONNX", log):
+            model, exporter, notes = to_onnx(loaded, opset=opset_n, plan=plan, workdir=workdir)
         finalize_io(model, spec, plan)
         strip_clsx_metadata(model)
         staged = stage(model, workdir)  # once: the checker, ONNX Runtime and the file all use it
@@ -495,7 +497,8 @@ def _check_and_write(staged: StagedOnnx, loaded: "LoadedModel", reference: "Futu
     elif verify:
         verification, probe, fp32_logits = _verify_fp32(staged.source, loaded, reference)
     else:
-        log.info("verification skipped: onnx.checker passed, ONNX Runtime not run (--no-verify)")
+        # the argument, not a CLI flag: the demo and API callers never typed --no-verify
+        log.info("verification skipped (verify=False): onnx.checker passed, ONNX Runtime not run")
     inputs, outputs = io_entries(spec, plan)
     doc = make_document(
         spec, artifact="onnx", precision="fp32", inputs=inputs, outputs=outputs,

@@ -124,26 +124,35 @@ class InferSummary:
     failed: int
     seconds: float
     runtime: str
+    random_weights: bool = False  # the model's weights are untrained (ModelSpec.random_weights)
 
     @property
     def images_per_s(self) -> float:
         return self.images / self.seconds if self.seconds > 0 else 0.0
 
     def line(self) -> str:
-        """The summary line on stderr."""
+        """The summary line on stderr (it says so when the weights were random, asked for or not)."""
         return (f"{self.images} images, {self.failed} failed, {self.seconds:.1f} s, {self.images_per_s:.1f} img/s"
-                + (f" [{self.runtime}]" if self.runtime else ""))
+                + (f" [{self.runtime}]" if self.runtime else "")
+                + ("; random weights: predictions are meaningless" if self.random_weights else ""))
 
 
 def stream_rows(batches: Iterable[list[Prediction]], writer: CsvWriter | JsonlWriter, *, progress: bool = False) -> tuple[int, int, float]:
     """Write every prediction of ``batches`` (header first), flushing after each batch; a failed
-    image's reason is also a warning on stderr. Returns (rows, failed, seconds)."""
-    writer.write_header()
-    writer.flush()
+    image's reason is also a warning on stderr. Returns (rows, failed, seconds).
+
+    The header goes out with the first batch, not before: the model loads (and may fail to: an engine
+    without a GPU, ``--device cuda`` without CUDA) while the first batch is computed, and a run that
+    fails there must leave nothing on stdout, not a header-only CSV. With no images at all, the header
+    alone is written at the end (an empty result, still a valid CSV)."""
     n = failed = 0
+    header = False
     start = time.perf_counter()
     with Progress("infer", enabled=progress) as bar:
         for batch in batches:
+            if not header:
+                writer.write_header()
+                header = True
             for pred in batch:
                 writer.write(pred)
                 if not pred.ok:
@@ -152,6 +161,9 @@ def stream_rows(batches: Iterable[list[Prediction]], writer: CsvWriter | JsonlWr
             writer.flush()
             n += len(batch)
             bar.advance(len(batch))
+    if not header:
+        writer.write_header()
+        writer.flush()
     if n == 0:
         log.warning("no images found")
     return n, failed, time.perf_counter() - start

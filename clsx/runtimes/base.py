@@ -18,7 +18,7 @@ from typing import Any, ClassVar, Mapping
 import numpy as np
 
 from clsx.core.errors import ClsxError, SpecError
-from clsx.core.spec import ModelSpec, PreprocessOverrides, resolve_preprocess
+from clsx.core.spec import ModelSpec, PreprocessOverrides, random_weights_warning, resolve_preprocess
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +81,12 @@ class Runtime:
     """
 
     backend: ClassVar[str]
+    #: The caller said random weights are intended (``clsx.open(..., random_weights=True)``,
+    #: ``--random-weights``): an artifact whose metadata says ``weights: random`` opens without the
+    #: warning, and the torch backend builds a model name with ``random_weights=True``.
+    random_weights: bool = False
+    #: Whether :attr:`spec` warns about an artifact's random weights (torch: :func:`clsx.zoo.build` does).
+    _warns_random_weights: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -143,6 +149,9 @@ class Runtime:
                     spec = self._apply_overrides(base)
                     self.check_spec(spec, base)
                     self._spec = spec
+                    if (base.random_weights and self._spec_given is None and self._warns_random_weights
+                            and not self.random_weights):  # the metadata says so (a spec= given says nothing)
+                        log.warning("%s", random_weights_warning(f"{self.target} ({base.ref})", artifact=True))
         return self._spec
 
     def _apply_overrides(self, spec: ModelSpec) -> ModelSpec:

@@ -91,7 +91,8 @@ def infer_backend(target: str | Path) -> str:
     return "torch"  # a model name
 
 
-def open(target: Any, backend: str | None = None, device: str | None = None, **opts: Any) -> "Runtime":  # noqa: A001
+def open(target: Any, backend: str | None = None, device: str | None = None, *, random_weights: bool = False,  # noqa: A001
+         **opts: Any) -> "Runtime":
     """Open ``target`` (artifact path, model name, ``name@backend``, or a built ``clsx.LoadedModel``)
     as a :class:`~clsx.runtimes.base.Runtime`. Nothing heavy happens until the runtime is first used.
 
@@ -100,7 +101,23 @@ def open(target: Any, backend: str | None = None, device: str | None = None, **o
     ``pretrained=``, ``num_classes=`` and, for a checkpoint target, ``model=``; onnxrt takes
     ``threads=`` (intra-op threads, default: one per core), ``spin=``, ``providers=`` (an explicit ORT
     provider list) and ``trt_cache_dir=``; tensorrt takes nothing extra.
+
+    Random weights (a model name without ``weights=``/``pretrained=``, an artifact whose metadata says
+    ``weights: random``) are warned about on first use, unless ``random_weights=True`` says they are
+    intended (``--random-weights``); with ``weights=``/``pretrained=`` it is an error.
     """
+    if random_weights:  # now, not when the model is first built (rows may be streaming by then)
+        checkpoint = isinstance(target, (str, Path)) and Path(split_backend(str(target))[0]).suffix.lower() in CHECKPOINT_SUFFIXES
+        if opts.get("weights") is not None or opts.get("pretrained") or checkpoint:
+            raise BackendError("random_weights=True (--random-weights) asks for untrained weights; it cannot go with "
+                               + ("a checkpoint" if checkpoint else "weights= (--weights)" if opts.get("weights") is not None
+                                  else "pretrained=True (--pretrained)"))
+    runtime = _open(target, backend, device, **opts)
+    runtime.random_weights = bool(random_weights)
+    return runtime
+
+
+def _open(target: Any, backend: str | None, device: str | None, **opts: Any) -> "Runtime":
     if backend is not None and backend not in _BACKENDS:
         raise BackendError(f"unknown backend {backend!r}: use {', '.join(_BACKENDS)}")
     if not isinstance(target, (str, Path)):  # a LoadedModel or nn.Module already in memory

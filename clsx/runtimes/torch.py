@@ -27,6 +27,7 @@ class TorchRuntime(Runtime):
     """Runs a ``torch.nn.Module`` in eval mode under ``torch.inference_mode``."""
 
     backend = "torch"
+    _warns_random_weights = False  # clsx.zoo.build warns when it builds random weights
 
     def __init__(
         self,
@@ -58,6 +59,7 @@ class TorchRuntime(Runtime):
             weights=weights, pretrained=pretrained, num_classes=num_classes, labels=labels, preprocess=preprocess
         )
         self._loaded: "LoadedModel | None" = None
+        self._built_random = False  # a build of ours had random weights (and said so)
         self._module: Any = None
         self._torch_device: Any = None
 
@@ -73,10 +75,12 @@ class TorchRuntime(Runtime):
         from clsx.zoo import FileModelName, LoadedModel, build
 
         target = self.target
-        if isinstance(target, FileModelName):  # read from a sidecar: a zoo model, never code
-            return build(target, **self._build_kw)
-        if isinstance(target, (str, Path)):
-            return build(str(target), **self._build_kw)
+        if isinstance(target, (str, Path, FileModelName)):  # a FileModelName (from a sidecar) builds a zoo model, never code
+            # random weights are warned about once (by build), not again when a deactivated runtime rebuilds
+            loaded = build(target if isinstance(target, FileModelName) else str(target), **self._build_kw,
+                           random_weights=self.random_weights or self._built_random)
+            self._built_random = loaded.spec.random_weights
+            return loaded
         if isinstance(target, LoadedModel):
             return target
         torch = require("torch")

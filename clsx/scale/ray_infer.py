@@ -540,6 +540,8 @@ class RayJob:
             log.info("local paths: every Ray node must see them at the same path (a shared mount); otherwise use a URI")
         worker_kw = {key: v for key, v in self.open_kw.items() if key not in ("preprocess", "labels")}
         worker_kw["spec"] = self.spec
+        if self.spec.random_weights:  # the driver said so already (or was told not to): not once per actor
+            worker_kw["random_weights"] = True
         with ray_session(address) as ray:
             cluster = ray.cluster_resources()
             res = plan_resources(float(cluster.get("CPU", 0)), float(cluster.get("GPU", 0)), num_workers=num_workers,
@@ -746,7 +748,8 @@ def run_ray_infer(
 
     def write(stream: TextIO, run: RayRun) -> InferSummary:
         n, failed, seconds = stream_rows(batched(run, batch_size), make_writer(fmt, stream, job.topk), progress=progress)
-        return InferSummary(images=n, failed=failed, seconds=seconds, runtime=run.runtime)
+        return InferSummary(images=n, failed=failed, seconds=seconds, runtime=run.runtime,
+                            random_weights=n > 0 and job.spec.random_weights)
 
     with job.start(batch_size=batch_size, address=address, num_workers=num_workers, gpus_per_worker=gpus_per_worker,
                    cpus_per_worker=cpus_per_worker, progress=progress) as run:

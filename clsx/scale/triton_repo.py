@@ -34,7 +34,7 @@ from types import ModuleType
 from typing import Any, Iterable, Mapping, Sequence
 
 from clsx import __version__
-from clsx.core.files import OutputError
+from clsx.core.files import OutputError, check_writable_folder, make_folders
 from clsx.core.errors import ClsxError, OutputExistsError
 from clsx.core.metadata import dumps, read_metadata, spec_of
 from clsx.core.artifact import artifact_files
@@ -363,12 +363,13 @@ def write_triton_repository(
     root = Path(repo)
     if root.exists() and not root.is_dir():
         raise TritonRepoError(f"{root} exists and is not a folder")
+    check_writable_folder(root, what="the model repository", error=TritonRepoError)
     existing = [m.name for m in models if (root / m.name).exists()]
     if existing and not force:
         raise OutputExistsError(f"{root}: model folder(s) {', '.join(existing)} exist; pass --force to replace them")
     _validate(models)
 
-    root.mkdir(parents=True, exist_ok=True)
+    make_folders(root)  # and its missing parents, with the umask's permissions
     stage = Path(tempfile.mkdtemp(prefix=f".{root.name}.", suffix=".clsx-tmp", dir=root.parent))
     try:
         for m in models:

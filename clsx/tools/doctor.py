@@ -1,9 +1,11 @@
-"""``clsx doctor``: what this machine can do, probed rather than assumed.
+"""``clsx doctor``: what this machine can run and build, probed rather than assumed.
 
 ONNX Runtime lists providers it was *built* with, and silently falls back to CPU when one cannot load
 (no CUDA, no TensorRT libraries). So every provider is tried with a one-node session and reported as
 loading only when ``session.get_providers()`` says it is actually in use. The same goes for TensorRT:
 a flavour counts only when it imports, and what it can build is derived from the GPUs torch sees.
+What it can run (``run_targets``) follows from the same probes: ``.onnx`` on the providers that load,
+model names on torch's devices, ``.plan`` engines only with their flavour and a GPU it runs on.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ def diagnose() -> dict[str, Any]:
         "tensorrt": _tensorrt_info(),
     }
     report["build_targets"] = _build_targets(report["tensorrt"], ccs)
+    report["run_targets"] = _run_targets(report)
     return report
 
 
@@ -169,6 +172,58 @@ def _build_targets(trt_info: dict[str, Any], gpu_ccs: list[str]) -> list[dict[st
     return targets
 
 
+#: ONNX Runtime provider -> the ``--device`` that selects it (see clsx.runtimes.onnxrt)
+_ORT_DEVICES = {"CPUExecutionProvider": "cpu", "CUDAExecutionProvider": "cuda", "TensorrtExecutionProvider": "tensorrt"}
+
+
+def _run_targets(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """What this machine can *run* (``clsx infer``/``parity``/``bench``), per kind of target, from what
+    was probed: ONNX Runtime providers that really load, torch's CUDA devices, the TensorRT flavours and
+    the GPUs they run on. ``devices`` are the ``--device`` values that work here."""
+    t, o, trt = report["torch"], report["onnxruntime"], report["tensorrt"]
+    cuda = bool(t.get("installed") and t.get("cuda_available") and t.get("gpus"))
+    ccs = [g["compute_capability"] for g in t.get("gpus", [])]
+    targets: list[dict[str, Any]] = []
+
+    if o.get("installed"):
+        loading = [p["name"] for p in o.get("providers", []) if p.get("loads")]
+        devices = [_ORT_DEVICES[p] for p in loading if p in _ORT_DEVICES]
+        missing = [p["name"] for p in o.get("providers", []) if not p.get("loads") and p["name"] in _ORT_DEVICES]
+        note = "providers that load: " + (", ".join(p for p in loading if p in _ORT_DEVICES) or "none")
+        if missing:
+            note += f"; {', '.join(missing)} offered but does not load"
+        elif "cuda" not in devices:
+            note += "; no GPU provider"
+    else:
+        devices, note = [], f"ONNX Runtime not installed: {o.get('hint')}"
+    targets.append({"artifact": ".onnx", "backend": "onnxrt", "can_run_here": bool(devices), "devices": devices, "note": note})
+
+    if t.get("installed"):
+        devices = ["cpu"] + (["cuda"] if cuda else [])
+        note = "CPU and CUDA" if cuda else "CPU only: torch sees no CUDA device"
+    else:
+        devices, note = [], "torch not installed"
+    targets.append({"artifact": "model name/.pth", "backend": "torch", "can_run_here": bool(devices),
+                    "devices": devices, "note": note})
+
+    for flavour in trt_lib.FLAVOURS:
+        info = trt.get(flavour, {})
+        if not info.get("installed"):
+            can, note = False, f"{flavour} not installed: {info.get('hint')}"
+        elif not cuda:
+            can, note = False, "no GPU here: engines run on an NVIDIA GPU, and torch sees none"
+        elif flavour == "tensorrt_rtx":
+            runnable = [cc for cc in ccs if cc in trt_lib.RTX_COMPUTE_CAPABILITIES]
+            can = bool(runnable)
+            note = (f"engines built by {flavour} {info.get('version')} for {', '.join(sorted(set(runnable)))}" if can else
+                    f"no GPU TensorRT-RTX runs on: this machine has {', '.join(sorted(set(ccs)))}; it runs sm75-sm121, not Hopper")
+        else:
+            can, note = True, f"engines built by {flavour} {info.get('version')} for this machine's GPU ({', '.join(sorted(set(ccs)))})"
+        targets.append({"artifact": ".plan", "backend": "tensorrt", "flavour": flavour, "can_run_here": can,
+                        "devices": ["cuda"] if can else [], "note": note})
+    return targets
+
+
 # ---------------------------------------------------------------------------------------------
 # Text report
 
@@ -204,5 +259,14 @@ def format_report(report: dict[str, Any]) -> str:
             lines.append(f"  {state} {b['target']:<9} {ccs}  ({b['note']})")
     else:
         lines.append("build targets: none (install 'clsx[tensorrt-rtx]' or 'clsx[tensorrt]')")
+    runs = report.get("run_targets") or []
+    if runs:
+        lines.append("run here (clsx infer/parity/bench --device ...):")
+        width = max(len(r["artifact"]) for r in runs)
+        for r in runs:
+            state = "yes" if r["can_run_here"] else "no "
+            backend = r.get("flavour") or r["backend"]
+            devices = ",".join(r["devices"]) or "-"
+            lines.append(f"  {state} {r['artifact']:<{width}}  {backend:<12} {devices:<10} ({r['note']})")
     return "\n".join(lines)
 

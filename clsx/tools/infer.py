@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Iterable, TextIO
 
 from clsx.core.errors import ClsxError
-from clsx.core.files import GuardedStream, refuse_existing, text_output
+from clsx.core.files import GuardedStream, check_writable, refuse_existing, refuse_folder_path, text_output
 from clsx.predict.classifier import Classifier
 from clsx.predict.listing import iter_image_paths
 from clsx.predict.sinks import InferSummary, check_format, make_writer, stream_rows
@@ -37,7 +37,8 @@ def infer_to_stream(
     k = classifier.effective_topk(topk)
     batches = classifier.predict_batches(iter_image_paths(*paths), topk=k, batch_size=batch_size, workers=workers)
     n, failed, seconds = stream_rows(batches, make_writer(fmt, stream, k), progress=progress)
-    return InferSummary(images=n, failed=failed, seconds=seconds, runtime=classifier.runtime.describe() if n else "")
+    return InferSummary(images=n, failed=failed, seconds=seconds, runtime=classifier.runtime.describe() if n else "",
+                        random_weights=n > 0 and classifier.runtime.spec.random_weights)
 
 
 def check_request(paths: Iterable[str | os.PathLike], *, output: str | os.PathLike | None, force: bool, fmt: str,
@@ -48,7 +49,9 @@ def check_request(paths: Iterable[str | os.PathLike], *, output: str | os.PathLi
         raise ClsxError(f"batch size must be at least 1; got {batch_size}")
     out_path = Path(output) if output is not None else None
     if out_path is not None:
+        refuse_folder_path(output, example=f"rows.{fmt}")
         refuse_existing([out_path], force=force)
+        check_writable(out_path)  # a missing folder is created when the rows are written
     for p in paths:  # a missing PATH fails now, before the model loads
         if not is_remote(p) and not os.path.lexists(p):
             raise ClsxError(f"{p}: no such file or directory")

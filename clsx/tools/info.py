@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from clsx.core.artifact import inside
+from clsx.core.spec import RANDOM_WEIGHTS
 
 _KNOWN = {"schema_version", "clsx_version", "artifact", "precision", "model", "inputs", "outputs",
-          "parent_sha256", "producer", "verification", "external_data"}
+          "parent_sha256", "producer", "verification", "external_data", "tensorrt"}
 
 
 def _shape(entry: Mapping[str, Any]) -> str:
@@ -32,6 +33,12 @@ def _preprocess(pre: Mapping[str, Any]) -> str:
             f"{pre.get('channel_order', 'RGB')} {rng}, mean {_floats(pre.get('mean'))} std {_floats(pre.get('std'))}")
 
 
+def _weights(weights: Any) -> str:
+    if weights == RANDOM_WEIGHTS:
+        return "RANDOM (untrained): predictions are meaningless; it was exported without --weights FILE or --pretrained"
+    return str(weights)
+
+
 def _verification(v: Mapping[str, Any] | None) -> str:
     if not v:
         return "not verified"
@@ -48,6 +55,53 @@ def _verification(v: Mapping[str, Any] | None) -> str:
     if v.get("reasons"):
         parts.append("; ".join(v["reasons"]))
     return ", ".join(parts)
+
+
+def _dims(values: Any) -> str:
+    return "x".join(str(v) for v in values or []) or "?"
+
+
+def _tensorrt(t: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """A plan sidecar's ``tensorrt`` section as report rows (keys this version does not know stay, as JSON)."""
+    t = dict(t)
+    ccs = ",".join(t.pop("compute_capabilities", None) or []) or "-"
+    cc_default = t.pop("compute_capabilities_default", False)
+    typing = "strongly typed" if t.pop("strongly_typed", True) else "weakly typed"
+    if t.pop("legacy_weak_typing", False):
+        typing += " (--legacy-weak-typing)"
+    main = [f"{t.pop('flavour', '?')} {t.pop('version', '?')}", f"{t.pop('precision', '?')}", typing,
+            f"targets {ccs}" + (" (builder default)" if cc_default else "")]
+    compat = t.pop("hardware_compat", "none")
+    if compat and compat != "none":
+        main.append(f"hardware compat {compat}")
+    if t.pop("version_compatible", False):
+        main.append("version compatible")
+    rows = [("tensorrt", ", ".join(main))]
+    profile = dict(t.pop("profile", None) or {})
+    if profile:
+        rows.append(("profile", f"{profile.pop('input', 'input')}: min {_dims(profile.pop('min', None))}, "
+                                f"opt {_dims(profile.pop('opt', None))}, max {_dims(profile.pop('max', None))}"
+                     + "".join(f", {k} {json.dumps(v)}" for k, v in profile.items())))
+    net = dict(t.pop("network", None) or {})
+    if net:
+        rows.append(("network", f"{net.pop('layers', '?')} layers, {net.pop('qdq_layers', 0)} Q/DQ, computes in "
+                                f"{', '.join(net.pop('dtypes', None) or []) or '?'}"
+                     + "".join(f", {k} {json.dumps(v)}" for k, v in net.items())))
+    built_on = dict(t.pop("built_on", None) or {})
+    gpu = built_on.get("gpu")
+    where = f"on {gpu} ({built_on.get('compute_capability')})" if gpu else "without a GPU"
+    workspace, opt_level, cache = t.pop("workspace_bytes", None), t.pop("opt_level", None), t.pop("timing_cache", None)
+    build = [f"from {t.pop('onnx_file', '?')} in {float(t.pop('build_seconds', 0) or 0):.1f} s {where}",
+             f"opt level {opt_level if opt_level is not None else 'default'}",
+             f"workspace {workspace / 2**30:g} GB" if workspace else "workspace default"]
+    if cache:
+        build.append(f"timing cache {cache.get('path')}" + ("" if cache.get("supported", True) else " (not supported, ignored)"))
+    rows.append(("built", ", ".join(build)))
+    nbytes, sha = t.pop("plan_bytes", None), t.pop("plan_sha256", None)
+    if nbytes is not None or sha:
+        rows.append(("plan", f"{float(nbytes or 0) / 1e6:.1f} MB, sha256 {str(sha or '')[:12]}"))
+    rows += [(f"tensorrt.{k}", json.dumps(v, separators=(",", ":"))) for k, v in t.items() if v is not None]
+    return rows
 
 
 #: Artifact kinds that hold code the loader runs, and what that code is.
@@ -86,7 +140,7 @@ def describe(path: str | Path, doc: Mapping[str, Any]) -> str:
     rows += [
         ("artifact", f"{doc.get('artifact')} {doc.get('precision')} (clsx {doc.get('clsx_version')}, schema {doc.get('schema_version')})"),
         ("model", f"{model.get('ref')} ({model.get('source')}), {model.get('num_classes')} classes"),
-        ("weights", str(model.get("weights"))),
+        ("weights", _weights(model.get("weights"))),
     ]
     rows += [("input", _shape(e)) for e in doc.get("inputs", [])]
     rows += [("output", _shape(e)) for e in doc.get("outputs", [])]
@@ -108,6 +162,10 @@ def describe(path: str | Path, doc: Mapping[str, Any]) -> str:
     if doc.get("parent_sha256"):
         rows.append(("parent", f"sha256 {doc['parent_sha256']}"))
     rows.append(("verified", _verification(doc.get("verification"))))
+    if isinstance(doc.get("tensorrt"), Mapping):
+        rows += _tensorrt(doc["tensorrt"])
+    elif doc.get("tensorrt") is not None:
+        rows.append(("tensorrt", json.dumps(doc["tensorrt"], separators=(",", ":"))))
     trust = trust_note(p, doc)
     if trust:
         rows.append(("trust", trust))

@@ -37,7 +37,7 @@ import numpy as np
 from clsx.core.agreement import Agreement, compare, softmax
 from clsx.core.errors import ClsxError, GateFailedError, MissingDependencyError, SpecError
 from clsx.core.preprocess import preprocess
-from clsx.core.files import check_writable, first_line, refuse_existing, write_file
+from clsx.core.files import check_writable, first_line, refuse_existing, refuse_folder_path, write_file
 from clsx.core.machine import cpu_cores
 from clsx.predict.listing import iter_image_paths
 from clsx.predict.pipeline import batched, decode, default_window, read_ahead
@@ -280,12 +280,16 @@ def target_name(target: Target) -> str:
 def open_target(target: Target, *, device: str | None = None, model_opts: Mapping[str, Any] | None = None,
                 **open_kw: Any) -> tuple[Runtime, bool]:
     """A Runtime for ``target`` and whether it was opened here. ``model_opts`` (weights, pretrained,
-    num_classes) apply to model names on the torch backend only; other targets carry their weights."""
+    num_classes) apply to model names on the torch backend only; other targets carry their weights.
+    ``random_weights`` among them applies to every target (no warning about random weights)."""
     from clsx.runtimes.registry import CHECKPOINT_SUFFIXES, infer_backend, open as open_runtime, split_backend
 
     if isinstance(target, Runtime):
         return target, False
     kw = dict(open_kw)
+    model_opts = dict(model_opts or {})
+    if model_opts.pop("random_weights", False):
+        kw["random_weights"] = True
     if isinstance(target, (str, os.PathLike)) and model_opts:
         head, backend = split_backend(os.fspath(target)) if isinstance(target, str) else (os.fspath(target), None)
         if (backend or infer_backend(head)) == "torch" and Path(head).suffix.lower() not in CHECKPOINT_SUFFIXES:
@@ -536,9 +540,10 @@ def _flip(path: str, ref_row: np.ndarray, cand_row: np.ndarray, ref_spec: ModelS
 
 def check_output(path: str | os.PathLike, *, force: bool) -> Path:
     """Refuse an existing ``--flips`` file without ``force`` and an unwritable folder, before any work."""
+    refuse_folder_path(path, what="--flips", example="flips.csv")
     p = Path(path)
     refuse_existing([p], force=force)
-    check_writable(p)
+    check_writable(p)  # a missing folder is created when the file is written
     return p
 
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 from clsx.core.files import first_line
 from clsx.core.errors import ModelNotFoundError, SpecError
-from clsx.core.spec import ModelSpec, PreprocessOverrides, resolve_preprocess
+from clsx.core.spec import RANDOM_WEIGHTS, ModelSpec, PreprocessOverrides, qualified_name, random_weights_warning, resolve_preprocess
 from clsx.zoo import custom_source, pretrainedmodels_source, timm_source, torchvision_source  # noqa: F401  (registers sources)
 from clsx.zoo.registry import Source, ZooEntry, bare_sources, get_source, source_for_prefix, sources
 
@@ -59,7 +59,7 @@ class Resolved:
 
     @property
     def ref(self) -> str:
-        return {"torchvision": "tv:", "timm": "timm:", "pretrainedmodels": "pm:"}.get(self.source.name, "") + self.name
+        return qualified_name(self.source.name, self.name)
 
 
 @dataclass(frozen=True)
@@ -102,7 +102,7 @@ def resolve(name: "str | FileModelName", *, allow_code: bool = True) -> Resolved
             src.ensure_available()
             if src.has(rest):
                 return Resolved(src, rest, f"{src.name}:{rest}")
-            raise ModelNotFoundError(f"{src.name} has no model {rest!r}{_suggest(rest, src.names())}")
+            raise ModelNotFoundError(f"{src.name} has no model {rest!r}{_suggest(rest, _qualified_names([src]))}")
         if custom_source.is_custom_ref(name):
             if not allow_code:
                 raise _code_refused(name, origin)
@@ -118,7 +118,10 @@ def resolve(name: "str | FileModelName", *, allow_code: bool = True) -> Resolved
             if src.name == "pretrainedmodels":
                 return Resolved(src, name, f"pm:{name} (Cadene's pretrainedmodels; torchvision and timm have no {name})")
             return Resolved(src, name, f"{src.name}:{name}")
-    candidates = [n for s in bare_sources() for n in s.names()] + list(PRETRAINEDMODELS_ALIASES)
+    candidates = _qualified_names(bare_sources())
+    for alias, port in PRETRAINEDMODELS_ALIASES.items():  # a bare alias builds one model: suggest it as typed
+        if alias != port or alias not in candidates:
+            candidates.setdefault(alias, []).insert(0, alias)
     raise ModelNotFoundError(f"unknown model {name!r}{_suggest(name, candidates)}")
 
 
@@ -142,16 +145,35 @@ def _original_hint(name: str) -> str:
     return ""
 
 
-def _suggest(name: str, candidates: list[str]) -> str:
-    close = difflib.get_close_matches(name, candidates, n=3, cutoff=0.6)
+#: At most this many qualified names follow "did you mean" (the three closest names, in every source that has them).
+MAX_SUGGESTIONS = 6
+
+
+def _qualified_names(srcs: list[Source]) -> dict[str, list[str]]:
+    """Name -> the qualified names that build it (``resnet18`` -> ``tv:resnet18, timm:resnet18, pm:resnet18``),
+    sources in the order given."""
+    out: dict[str, list[str]] = {}
+    for src in srcs:
+        for n in src.names():
+            out.setdefault(n, []).append(qualified_name(src.name, n))
+    return out
+
+
+def _suggest(name: str, candidates: Mapping[str, list[str]]) -> str:
+    """``; did you mean tv:resnet50, timm:resnet50, pm:resnet50, timm:resnet26?``: the closest names
+    (``candidates``: name -> its qualified names), each as the qualified names that build it, no repeats."""
+    plain = list(candidates)
+    close = difflib.get_close_matches(name, plain, n=3, cutoff=0.6)
     if not close:
-        close = sorted(c for c in candidates if name.lower() in c.lower())[:3]
-    return f"; did you mean {', '.join(close)}?" if close else "; see `clsx models`"
+        close = sorted(c for c in plain if name.lower() in c.lower())[:3]
+    refs = list(dict.fromkeys(ref for c in close for ref in candidates[c]))[:MAX_SUGGESTIONS]
+    return f"; did you mean {', '.join(refs)}?" if refs else "; see `clsx models`"
 
 
 def list_models(pattern: str = "*", source: str | None = None) -> list[ZooEntry]:
     """Buildable models matching a wildcard ``pattern``, without building any of them.
 
+    ``pattern`` matches the name or the qualified name (``resnet*``, ``tv:resnet*``, ``*:resnet18``).
     ``source`` is a source name or prefix (``tv``, ``timm``, ``pm``); naming a source whose optional
     package is missing raises the install hint, while the full listing just leaves it out.
     """
@@ -165,7 +187,8 @@ def list_models(pattern: str = "*", source: str | None = None) -> list[ZooEntry]
     chosen.sort(key=lambda s: s.bare_priority if s.bare_priority is not None else 99)
     entries: list[ZooEntry] = []
     for src in chosen:
-        names = sorted((n for n in src.names() if fnmatch.fnmatchcase(n, pattern)), key=_natural_key)
+        names = sorted((n for n in src.names() if fnmatch.fnmatchcase(n, pattern)
+                        or fnmatch.fnmatchcase(qualified_name(src.name, n), pattern)), key=_natural_key)
         entries.extend(src.entry(n) for n in names)
     return entries
 
@@ -192,9 +215,15 @@ def build(
     labels: str | Path | None = None,
     preprocess: PreprocessOverrides | Mapping[str, Any] | None = None,
     allow_code: bool = True,
+    random_weights: bool = False,
+    warn_remap: bool = True,
 ) -> LoadedModel:
     """Build ``name`` with random, pretrained (``pretrained=True``) or file (``weights=``) weights.
 
+    Neither given means random weights, which is warned about (stderr in the CLI: its predictions
+    are meaningless) unless ``random_weights=True`` says they are intended (``--random-weights``).
+    ``warn_remap=False``: a weights file whose keys map by position only is not warned about (for
+    checkpoints known to need it, like clsx's own sample weights; see :func:`fit_state_dict`).
     Preprocessing precedence: ``preprocess`` (CLI flags) > checkpoint sidecar > the model's defaults.
     ``allow_code``: see :func:`resolve` (a :class:`FileModelName` never builds a ``module:function``).
     """
@@ -203,6 +232,8 @@ def build(
 
     if weights is not None and pretrained:
         raise SpecError("pass either --weights FILE or --pretrained, not both")
+    if random_weights and (weights is not None or pretrained):
+        raise SpecError(f"--random-weights asks for untrained weights; it cannot go with {'--weights' if weights is not None else '--pretrained'}")
     resolved = resolve(name, allow_code=allow_code)
     log.info("model: %s", resolved.how)
     ckpt = load_checkpoint(weights) if weights is not None else None
@@ -212,11 +243,14 @@ def build(
 
     module = resolved.source.build(resolved.name, num_classes=num_classes, pretrained=pretrained)
     module.eval()
-    origin = "random"
+    origin = RANDOM_WEIGHTS
+    if not pretrained and ckpt is None and not random_weights:
+        custom = resolved.source.name == "custom"  # its function may load weights itself: clsx cannot tell
+        log.warning("%s", random_weights_warning(resolved.ref + (", unless that function loads trained weights itself" if custom else "")))
     if pretrained:
         origin = f"pretrained:{resolved.ref}"
     if ckpt is not None:
-        how = fit_state_dict(module, ckpt.state_dict, source=f"weights file {ckpt.path.name}")
+        how = fit_state_dict(module, ckpt.state_dict, source=f"weights file {ckpt.path.name}", warn_remap=warn_remap)
         origin = f"file:{ckpt.path.name} sha256:{ckpt.sha256} ({how})"
 
     spec = resolved.source.default_spec(resolved.name, num_classes)

@@ -11,7 +11,7 @@ import fnmatch
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
-from clsx.core.spec import ModelSpec
+from clsx.core.spec import ModelSpec, qualified_name
 
 if TYPE_CHECKING:
     from torch import nn
@@ -26,8 +26,14 @@ class ZooEntry:
     input_size: tuple[int, int, int]
     params: int | None  # None when unknown without building the model
 
+    @property
+    def qualified(self) -> str:
+        """The name that picks this source whatever the others have: ``tv:resnet18``, ``timm:resnet18``."""
+        return qualified_name(self.source, self.name)
+
     def to_dict(self) -> dict:
-        return {"name": self.name, "source": self.source, "input_size": list(self.input_size), "params": self.params}
+        return {"name": self.name, "source": self.source, "input_size": list(self.input_size), "params": self.params,
+                "qualified": self.qualified}
 
 
 class Source:

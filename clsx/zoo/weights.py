@@ -141,10 +141,13 @@ def _is_optional(key: str) -> bool:
     return key.endswith(OPTIONAL_SUFFIXES)
 
 
-def fit_state_dict(model: "nn.Module", ckpt: Mapping[str, "torch.Tensor"], *, source: str = "checkpoint") -> str:
+def fit_state_dict(model: "nn.Module", ckpt: Mapping[str, "torch.Tensor"], *, source: str = "checkpoint",
+                   warn_remap: bool = True) -> str:
     """Load ``ckpt`` into ``model``: by name when the keys agree, else by position when every tensor
     matches in order and shape. Returns how it was loaded ("by name" or "by position"); raises
-    :class:`WeightsError` describing what does not fit."""
+    :class:`WeightsError` describing what does not fit. A mapping by position is a warning (the user
+    should know their checkpoint's names did not match), or a debug line with ``warn_remap=False``
+    (a checkpoint known to need it: clsx's own sample weights)."""
     target = model.state_dict()
     want = {k: v for k, v in target.items() if not _is_optional(k)}
     have = {k: v for k, v in ckpt.items() if not _is_optional(k)}
@@ -160,7 +163,8 @@ def fit_state_dict(model: "nn.Module", ckpt: Mapping[str, "torch.Tensor"], *, so
         mapped = dict(zip(want.keys(), have.values()))
         first = next(((a, b) for a, b in zip(have.keys(), want.keys()) if a != b), None)
         example = f" (e.g. {first[0]} -> {first[1]})" if first else ""
-        log.warning("%s: key names differ from the model's; mapped %d tensors by position, all shapes match%s", source, len(mapped), example)
+        (log.warning if warn_remap else log.debug)(
+            "%s: key names differ from the model's; mapped %d tensors by position, all shapes match%s", source, len(mapped), example)
         how = "by position"
     else:
         raise WeightsError(_describe_misfit(source, want, have, missing, unexpected, mismatched))

@@ -268,3 +268,26 @@ def test_sensitivity_ranks_a_damaged_layer_first(small_onnx, photo_split, tmp_pa
     ranked = rank_layers(prepared, tmp_path / "damaged.onnx", [batch], "input", candidates)
     assert [n for n, _ in ranked][0] == victim and len(ranked) == len(candidates)
     assert ranked == sorted(ranked, key=lambda r: (r[1], r[0]))
+
+
+def test_cli_cpu_layout_into_a_new_folder_logs_each_line_once(small_onnx, photo_split, tmp_path):
+    """``clsx calib --for cpu -o out/new/`` in a fresh process where ONNX Runtime's matmul_nbits_quantizer
+    is imported (it calls logging.basicConfig(level=INFO) on import; some ONNX Runtime versions import it
+    while quantizing), which used to print every clsx line a second time."""
+    import shutil
+    import subprocess
+    import sys
+
+    calib_dir, eval_dir = photo_split
+    shutil.copy(small_onnx, tmp_path / "r18.onnx")
+    code = "import onnxruntime.quantization.matmul_nbits_quantizer\nfrom clsx.cli import main\nmain()"
+    res = subprocess.run([sys.executable, "-c", code, "calib", "r18.onnx", str(calib_dir), "-o", "out/new/",
+                          "--for", "cpu", "--num", "4", "--batch", "4", "--eval-dir", str(eval_dir), "--eval-num", "4"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "out/new/r18.int8.onnx"  # into the folder, created; printed as given
+    assert sorted(p.name for p in (tmp_path / "out" / "new").iterdir()) == ["r18.int8.onnx", "r18.int8.onnx.json"]
+    lines = [line for line in res.stderr.splitlines() if line.strip()]
+    clsx_lines = [line for line in lines if line.startswith("clsx: ")]
+    assert clsx_lines and any("wrote out/new/r18.int8.onnx" in line for line in clsx_lines)
+    assert not [line for line in lines if "clsx.calib" in line or "INFO" in line], res.stderr

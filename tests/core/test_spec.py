@@ -13,6 +13,20 @@ def test_parse_input_size_forms():
         parse_input_size("big")
 
 
+def test_two_parts_are_always_hxw_and_tiny_short_forms_are_refused():
+    """``3x32`` was silently a 3x32-pixel input: S and HxW sides below 8 px now ask for CxHxW."""
+    assert parse_input_size("8x8") == (3, 8, 8) and parse_input_size("32x48") == (3, 32, 48)
+    with pytest.raises(SpecError, match=r"'3x32' is read as HxW \(a side of 3 px\).*write CxHxW, e\.g\. 3x32x32"):
+        parse_input_size("3x32")
+    with pytest.raises(SpecError, match=r"'1x28' is read as HxW.*e\.g\. 3x28x28"):
+        parse_input_size("1x28")
+    with pytest.raises(SpecError, match=r"'4' is read as S.*e\.g\. 3x4x4"):
+        parse_input_size("4")
+    assert parse_input_size("3x4x4") == (3, 4, 4)  # a tiny input, written in full
+    with pytest.raises(SpecError, match="out of range"):
+        parse_input_size("2x32x32")  # C must be 1 or 3
+
+
 def test_parse_floats_rejects_garbage():
     assert parse_floats("0.5,0.5,0.5", what="--mean") == (0.5, 0.5, 0.5)
     with pytest.raises(SpecError, match="--mean"):

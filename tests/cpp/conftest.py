@@ -59,7 +59,7 @@ def cpp_build() -> CppBuild:
     """Configure (once) and build the C++ library, example program and tools into build/cpp."""
     for tool in ("cmake", "c++"):
         if shutil.which(tool) is None:
-            _unavailable(f"{tool} is not installed (apt-get install cmake g++)")
+            _unavailable(f"{tool} is not installed; to enable: apt-get install cmake g++ libjpeg62-turbo-dev libpng-dev nlohmann-json3-dev")
     BUILD_DIR.mkdir(parents=True, exist_ok=True)
     configure = ["cmake", "-S", str(CPP_SOURCE), "-B", str(BUILD_DIR), "-DCMAKE_BUILD_TYPE=Release",
                  f"-DCLSX_TORCH_DIR={_torch_dir()}"]
@@ -67,14 +67,17 @@ def cpp_build() -> CppBuild:
         configure += ["-G", "Ninja"]
     steps = [configure, ["cmake", "--build", str(BUILD_DIR), "-j", "2"]]
     log = []
+    log_file = BUILD_DIR / "clsx-tests-build.log"  # the whole CMake output; the skip or failure says where
     for cmd in steps:
         proc = subprocess.run(cmd, capture_output=True, text=True)
         log.append(proc.stdout + proc.stderr)
+        log_file.write_text("\n".join(f"$ {' '.join(c)}\n{out}" for c, out in zip(steps, log)))
         if proc.returncode != 0:
-            tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-25:])
+            last = next((ln.strip() for ln in reversed((proc.stdout + proc.stderr).strip().splitlines()) if "error" in ln.lower()), "")
             if cmd is configure:
-                _unavailable(f"CMake cannot configure cpp/ (missing libjpeg/libpng/nlohmann-json headers?):\n{tail}")
-            pytest.fail(f"the C++ build failed:\n{tail}")
+                _unavailable(f"CMake cannot configure cpp/ ({last or 'see the log'}); to enable: apt-get install cmake g++ "
+                             f"libjpeg62-turbo-dev libpng-dev nlohmann-json3-dev; log: {log_file}")
+            pytest.fail(f"the C++ build failed ({last or 'see the log'}); log: {log_file}")
     backends = ()
     for line in log[0].splitlines():
         if "clsx backends in this build:" in line:
@@ -107,6 +110,8 @@ def lite0_artifacts(lite0_weights) -> tuple[Path, Path]:
     onnx, pt2 = folder / "lite0.onnx", folder / "lite0.pt2"
     if all(p.exists() for p in (onnx, pt2, Path(f"{onnx}.json"), Path(f"{pt2}.json"))):
         return onnx, pt2
+    if shutil.which("g++") is None and shutil.which("c++") is None:  # AOTInductor compiles with the system compiler
+        _unavailable("AOTInductor needs a C++ compiler (g++) to write lite0.pt2; to enable: apt-get install g++")
     folder.mkdir(parents=True, exist_ok=True)
     result = CliRunner().invoke(app, ["export", samples.DEMO_MODEL, "--weights", str(lite0_weights), "--aoti",
                                       "--force", "-o", str(onnx)])

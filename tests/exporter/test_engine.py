@@ -318,6 +318,56 @@ def test_unwritable_output(graphs, tmp_path):
     assert _leftovers(tmp_path) == []
 
 
+def test_cli_build_into_a_folder_path_creates_it(graphs, tmp_path, monkeypatch):
+    """``clsx build m.onnx -o plans/``: the folder is created and gets MODEL.plan; the path prints as given."""
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from clsx.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(graphs["fp32"], tmp_path / "net.onnx")
+    res = CliRunner().invoke(app, ["-q", "build", "net.onnx", "-o", "plans/new/", "--target", "rtx", "--max-batch", "8"])
+    assert res.exit_code == 0, res.output
+    assert res.stdout.strip() == "plans/new/net.plan"
+    assert sorted(p.name for p in (tmp_path / "plans" / "new").iterdir()) == ["net.plan", "net.plan.json"]
+    res = CliRunner().invoke(app, ["-q", "build", "net.onnx", "--target", "rtx", "--max-batch", "8"])
+    assert res.exit_code == 0 and res.stdout.strip() == "net.plan"  # beside the ONNX, in the form it was given
+
+
+def test_info_formats_the_tensorrt_section(engines):
+    """``clsx info`` on a plan: the tensorrt section as readable rows, not one raw JSON line."""
+    from typer.testing import CliRunner
+
+    from clsx.cli import app
+
+    res = CliRunner().invoke(app, ["info", str(engines["int8"].path)])
+    assert res.exit_code == 0, res.output
+    rows = {line.split(None, 1)[0]: line.split(None, 1)[1] for line in res.stdout.splitlines()}
+    assert "{" not in res.stdout  # no section printed as JSON
+    ccs = ",".join(trt_lib.RTX_DEFAULT_COMPUTE_CAPABILITIES)
+    assert rows["tensorrt"] == f"tensorrt_rtx {trt_rtx.__version__}, int8, strongly typed, targets {ccs} (builder default)"
+    assert rows["profile"] == f"input: min 1x3x{SIZE}x{SIZE}, opt 8x3x{SIZE}x{SIZE}, max 32x3x{SIZE}x{SIZE}"
+    assert rows["network"].endswith("Q/DQ, computes in " + ", ".join(engines["int8"].metadata["tensorrt"]["network"]["dtypes"]))
+    assert rows["built"].startswith("from net.int8.onnx in ") and "opt level" in rows["built"]
+    t = engines["int8"].metadata["tensorrt"]
+    assert rows["plan"] == f"{t['plan_bytes'] / 1e6:.1f} MB, sha256 {t['plan_sha256'][:12]}"
+
+
+def test_infer_on_a_plan_without_a_gpu_leaves_stdout_empty(engines, photos):
+    import torch
+    from typer.testing import CliRunner
+
+    from clsx.cli import app
+
+    if torch.cuda.is_available():
+        pytest.skip("needs a machine without a GPU, where a plan cannot load")
+    res = CliRunner().invoke(app, ["infer", str(engines["fp32"].path), str(photos[0])])
+    assert res.exit_code == 1 and res.stdout == ""  # no header-only CSV
+    assert "NVIDIA GPU" in res.stderr.strip().splitlines()[-1]
+
+
 def test_failed_write_leaves_neither_plan_nor_sidecar(graphs, tmp_path, monkeypatch):
     real_replace = os.replace
 

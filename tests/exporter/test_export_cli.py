@@ -59,9 +59,10 @@ def test_export_users_own_model(cifar_ckpt, tmp_path):
     res = runner.invoke(app, ["export", ref, "--weights", str(ckpt), "--input-size", "3x32x32", "--num-classes", "10"])
     assert res.exit_code == 0, res.output
     out = tmp_path / "usernets.cifar_build.onnx"
-    assert res.stdout.strip() == str(out)
+    assert res.stdout.strip() == "usernets.cifar_build.onnx"  # a default in the current folder: its bare name
     assert "clsx: verify onnx fp32" in res.stderr and "max |Δlogit|" in res.stderr and "top-1 agreement" in res.stderr
     assert "dynamo exporter" in res.stderr
+    assert "random weights" not in res.stderr  # its own checkpoint: nothing to warn about
     doc = read_metadata(out)
     assert doc["model"]["source"] == "custom" and doc["model"]["name"] == ref and doc["model"]["num_classes"] == 10
     assert doc["model"]["weights"].startswith("file:ck.pth sha256:")
@@ -89,6 +90,73 @@ def test_export_fp16_json_summary(cifar_ckpt, tmp_path):
     assert _files(tmp_path / "out") == ["net.fp16.onnx", "net.fp16.onnx.json", "net.onnx", "net.onnx.json"]
     info = runner.invoke(app, ["info", "out/net.fp16.onnx"])
     assert "onnx fp16" in info.stdout and "parent" in info.stdout and "onnxconverter-common" in info.stdout
+
+
+def test_outputs_go_into_missing_folders_created_with_the_umask(cifar_module, tmp_path):
+    """``-o out/lite0.onnx`` with no out/ yet, and ``-o newdir/`` (into this folder): both are written,
+    the folders made with the umask's permissions; paths print as given."""
+    import os
+    import stat
+
+    old = os.umask(0o027)
+    try:
+        res = runner.invoke(app, ["-q", "export", cifar_module, "--input-size", "32", "--num-classes", "4",
+                                  "--no-verify", "--fp16", "-o", "newdir/deeper/"])
+        res2 = runner.invoke(app, ["-q", "export", cifar_module, "--input-size", "32", "--num-classes", "4",
+                                   "--no-verify", "-o", "out/net.onnx"])
+    finally:
+        os.umask(old)
+    assert res.exit_code == 0, res.output
+    assert res.stdout.splitlines() == ["newdir/deeper/usernets.cifar_build.onnx", "newdir/deeper/usernets.cifar_build.fp16.onnx"]
+    assert _files(tmp_path / "newdir" / "deeper") == ["usernets.cifar_build.fp16.onnx", "usernets.cifar_build.fp16.onnx.json",
+                                                       "usernets.cifar_build.onnx", "usernets.cifar_build.onnx.json"]
+    assert stat.S_IMODE((tmp_path / "newdir").stat().st_mode) == stat.S_IMODE((tmp_path / "newdir" / "deeper").stat().st_mode) == 0o750
+    assert res2.exit_code == 0, res2.output
+    assert res2.stdout.splitlines() == ["out/net.onnx"] and _files(tmp_path / "out") == ["net.onnx", "net.onnx.json"]
+
+
+def test_aoti_package_into_a_missing_folder(cifar_module, tmp_path):
+    """The filed case: ``clsx export ... --aoti -o out/lite0.onnx`` with no out/ (a small net: ~30 s)."""
+    res = runner.invoke(app, ["-q", "export", cifar_module, "--input-size", "32", "--num-classes", "4",
+                              "--no-verify", "--aoti", "-o", "out/lite0.onnx"])
+    assert res.exit_code == 0, res.output
+    assert res.stdout.splitlines() == ["out/lite0.onnx", "out/lite0.pt2"]
+    assert _files(tmp_path / "out") == ["lite0.onnx", "lite0.onnx.json", "lite0.pt2", "lite0.pt2.json"]
+
+
+def test_a_folder_path_that_cannot_be_one_fails_before_any_work(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "afile").write_text("")
+    line = _one_error_line(runner.invoke(app, ["-q", "export", "resnet18", "-o", "afile/"]))
+    assert line == "clsx: error: cannot write afile/resnet18.onnx: afile is not a folder"
+    line = _one_error_line(runner.invoke(app, ["-q", "export", "resnet18", "-o", "afile/sub/r.onnx"]))
+    assert line == "clsx: error: cannot write afile/sub/r.onnx: afile is not a folder"
+    line = _one_error_line(runner.invoke(app, ["-q", "export", "resnet18", "-o", "newdir"]))
+    assert "must be a .onnx file or a folder" in line and "newdir/" in line
+    assert _files(tmp_path) == ["afile"] and sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
+
+
+def test_export_and_info_say_random_weights(cifar_module, tmp_path):
+    """`clsx export NAME` without --weights/--pretrained exported an untrained net without a word."""
+    small = ["--input-size", "32", "--num-classes", "10", "--no-verify"]
+    res = runner.invoke(app, ["export", cifar_module, *small, "-o", "rand.onnx"])
+    assert res.exit_code == 0, res.output
+    assert res.stdout.strip() == "rand.onnx"  # stdout stays the paths (as the user wrote it)
+    (warning,) = [line for line in res.stderr.splitlines() if "random weights" in line]
+    assert warning.startswith("clsx: warning: random weights: predictions are meaningless; pass --weights FILE or --pretrained")
+    assert "--random-weights" in warning and "unless that function loads trained weights itself" in warning
+    assert "verification skipped (verify=False)" in res.stderr  # the exporter names its argument, not a flag
+    assert read_metadata(tmp_path / "rand.onnx")["model"]["weights"] == "random"
+
+    info = runner.invoke(app, ["info", "rand.onnx"])
+    assert info.exit_code == 0, info.output
+    (row,) = [line for line in info.stdout.splitlines() if line.startswith("weights")]
+    assert "RANDOM (untrained): predictions are meaningless" in row
+
+    asked = runner.invoke(app, ["export", cifar_module, *small, "-o", "asked.onnx", "--random-weights"])
+    assert asked.exit_code == 0, asked.output
+    assert "warning" not in asked.stderr, asked.stderr
+    assert read_metadata(tmp_path / "asked.onnx")["model"]["weights"] == "random"
 
 
 def test_verification_failure_exits_3(tmp_path, monkeypatch):
@@ -157,6 +225,7 @@ def test_bad_input_existing_output(tmp_path, monkeypatch, existing, args):
     (["--opset", "5"], "opset 5 cannot be produced"),
     (["--batch", "zero"], "--batch must be 'dynamic' or a positive integer"),
     (["--batch", "4", "--max-batch", "8"], "--max-batch applies to a dynamic batch only"),
+    (["--random-weights", "--pretrained"], "--random-weights asks for untrained weights; it cannot go with --pretrained"),
 ])
 def test_bad_input_export_options(tmp_path, monkeypatch, args, needle):
     monkeypatch.chdir(tmp_path)

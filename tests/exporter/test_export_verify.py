@@ -211,8 +211,10 @@ def test_derived_names(tmp_path):
     assert artifacts.failed_path_for(artifacts.fp16_path_for(p)).name == "m.fp16.FAILED.onnx"
     assert artifacts.resolve_output(tmp_path, "resnet50") == tmp_path / "resnet50.onnx"
     assert artifacts.resolve_output(tmp_path / "x.onnx", "resnet50") == tmp_path / "x.onnx"
-    with pytest.raises(artifacts.ExportError, match="must be a .onnx file or an existing folder"):
+    with pytest.raises(artifacts.ExportError, match="must be a .onnx file or a folder"):
         artifacts.resolve_output(tmp_path / "newdir", "resnet50")
+    assert artifacts.resolve_output(f"{tmp_path}/newdir/", "resnet50") == tmp_path / "newdir" / "resnet50.onnx"
+    assert not (tmp_path / "newdir").exists()  # created when written
 
 
 def test_metadata_is_appended_without_reserializing(tmp_path):

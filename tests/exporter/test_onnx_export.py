@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -100,7 +101,7 @@ def test_real_weights_gate_on_agreement(lite0_exported, lite0):
 def test_default_output_name_in_cwd(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     path, fp16 = onnx_export.plan_outputs("usernets.cifar:build", None, fp16=True, force=False)
-    assert path == tmp_path / "usernets.cifar_build.onnx" and fp16 == tmp_path / "usernets.cifar_build.fp16.onnx"
+    assert path == Path("usernets.cifar_build.onnx") and fp16 == Path("usernets.cifar_build.fp16.onnx")  # relative, as printed
     folder = tmp_path / "out"
     folder.mkdir()
     assert onnx_export.plan_outputs("timm:vit/x", folder, fp16=False, force=False)[0] == folder / "timm_vit_x.onnx"
@@ -238,9 +239,11 @@ def test_unwritable_outputs(tmp_path, tiny):
     afile.write_text("")
     with pytest.raises(ExportError, match="is not a folder"):
         export_onnx(tiny, afile / "m.onnx")
-    with pytest.raises(ExportError, match="does not exist"):
-        export_onnx(tiny, tmp_path / "missing" / "m.onnx")
+    with pytest.raises(ExportError, match="afile is not a folder"):
+        export_onnx(tiny, afile / "deeper" / "m.onnx")  # a missing folder that cannot be created
     assert _leftovers(tmp_path) == ["afile"]
+    res = export_onnx(tiny, tmp_path / "missing" / "m.onnx", verify=False)  # one that can: created
+    assert res.path == tmp_path / "missing" / "m.onnx" and _leftovers(tmp_path / "missing") == ["m.onnx", "m.onnx.json"]
 
 
 @pytest.mark.parametrize("batch,max_batch", [("0", None), ("many", None), (4, 8), ("dynamic", 1)])

@@ -40,7 +40,7 @@ def test_location_naming_a_fifo_is_refused_without_opening_it(tmp_path):
     os.mkfifo(graph.parent / "pipe")
     set_location(graph, "pipe")
     image = write_image(tmp_path / "images" / "a.jpg")
-    for args in (("infer", graph, image), ("triton-repo", graph, "-o", tmp_path / "repo")):
+    for args in (("infer", graph, image, "--random-weights"), ("triton-repo", graph, "-o", tmp_path / "repo")):
         line = error_line(run_clsx(*args, timeout=60))  # a hang is a TimeoutExpired: the test fails
         assert line == f"clsx: error: {graph}: external data file 'pipe' is a FIFO, not a regular file; refused"
 
@@ -72,7 +72,7 @@ def test_ort_memory_address_location(tmp_path):
     (graph.parent / "*" / "_ORT_MEM_ADDR_" / "*").write_bytes(b"\0" * 100_000)
     set_location(graph, ORT_MEMORY_ADDRESS_TAG)
     _set_entry(graph, "offset", "4096")
-    line = error_line(run_clsx("infer", graph, write_image(tmp_path / "images" / "a.jpg")))
+    line = error_line(run_clsx("infer", graph, write_image(tmp_path / "images" / "a.jpg"), "--random-weights"))
     assert "asks for its data at a raw memory address ('*/_ORT_MEM_ADDR_/*'), not in a file; refused" in line
 
 

@@ -162,3 +162,12 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, tiny_onnx):
     (entry,) = json.loads(res.stdout)
     assert entry["name"] == "tiny" and entry["platform"] == "tensorrt_plan" and entry["max_batch_size"] == 16
     assert (repo / "tiny" / "config.pbtxt").read_text() != before and not (repo / "tiny" / "1" / "model.onnx").exists()
+
+
+def test_repository_in_missing_folders(tmp_path, tiny_onnx):
+    repo = tmp_path / "a" / "b" / "repo"
+    res = runner.invoke(app, ["triton-repo", str(tiny_onnx), "-o", f"{repo}/"])
+    assert res.exit_code == 0, res.output
+    assert (repo / "tiny" / "config.pbtxt").is_file()
+    (tmp_path / "afile").write_text("")
+    assert "afile is not a folder" in _cli_error([str(tiny_onnx), "-o", str(tmp_path / "afile" / "repo")])

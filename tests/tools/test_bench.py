@@ -172,3 +172,12 @@ def test_cli_table_and_json(tiny_onnx, views, tmp_path):
     assert res.exit_code == 2
     res = runner.invoke(app, ["bench", str(tmp_path / "missing.onnx"), "--iters", "1"])
     assert res.exit_code == 1 and res.stderr.count("\n") == 1
+
+
+def test_cli_random_weights_flag(tiny_onnx):
+    args = ["bench", str(tiny_onnx), "--batch", "1", "--iters", "1", "--rounds", "1", "--warmup", "0"]
+    loud = runner.invoke(app, args)
+    assert loud.exit_code == 0, loud.output
+    assert "clsx: warning: random weights: predictions are meaningless" in loud.stderr
+    quiet = runner.invoke(app, [*args, "--random-weights"])
+    assert quiet.exit_code == 0 and "random weights" not in quiet.stderr, quiet.output

@@ -10,9 +10,15 @@ from clsx.tools.demo import run_demo
 from clsx.predict.sinks import CsvWriter
 
 
-def test_demo_onnxruntime_rows_equal_torch_top5(lite0, photos, tmp_path):
+def test_demo_onnxruntime_rows_equal_torch_top5(lite0, photos, tmp_path, caplog):
     out = io.StringIO()
-    assert run_demo(out, topk=5, workdir=tmp_path) == len(photos)
+    with caplog.at_level("INFO", logger="clsx"):
+        assert run_demo(out, topk=5, workdir=tmp_path) == len(photos)
+    said = [r.getMessage() for r in caplog.records]
+    # its own sample weights map by position by design: no warning; no CLI flag it was never given
+    assert [m for r, m in zip(caplog.records, said) if r.levelname == "WARNING"] == []
+    assert not any("--no-verify" in m for m in said)
+    assert said[-1].startswith(f"{len(photos)} images, 0 failed, ") and " img/s [onnxruntime " in said[-1]  # the summary
     assert (tmp_path / "tf_efficientnet_lite0.onnx").exists()  # it really went through an exported graph
     rows = list(csv.reader(io.StringIO(out.getvalue())))
     assert rows[0] == CsvWriter.header(5)  # the same columns as clsx infer

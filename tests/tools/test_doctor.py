@@ -88,9 +88,69 @@ def test_cli_doctor_text_and_json():
     res = runner.invoke(app, ["doctor", "--json"])
     assert res.exit_code == 0, res.output
     data = json.loads(res.stdout)
-    assert set(data) == {"clsx", "python", "platform", "torch", "onnxruntime", "tensorrt", "build_targets"}
+    assert set(data) == {"clsx", "python", "platform", "torch", "onnxruntime", "tensorrt", "build_targets", "run_targets"}
     res = runner.invoke(app, ["doctor"])
     assert res.exit_code == 0, res.output
     lines = res.stdout.splitlines()
     assert lines[0].startswith("clsx ") and any(line.startswith("torch ") for line in lines)
     assert any(line.startswith("tensorrt_rtx") for line in lines)
+
+
+def _report(*, gpus=(), ort_providers=(("CPUExecutionProvider", True),), flavours=("tensorrt_rtx",)):
+    """A diagnose() report as the probes would give it, for the run side."""
+    return {
+        "torch": {"installed": True, "cuda_available": bool(gpus),
+                  "gpus": [{"index": i, "name": "gpu", "compute_capability": cc, "memory_gb": 8.0} for i, cc in enumerate(gpus)]},
+        "onnxruntime": {"installed": True, "providers": [{"name": n, "loads": ok, "detail": "loads" if ok else "falls back"} for n, ok in ort_providers]},
+        "tensorrt": {f: ({"installed": True, "version": "1.0"} if f in flavours else {"installed": False, "hint": f"pip install '{trt_lib.EXTRAS[f]}'"})
+                     for f in trt_lib.FLAVOURS},
+    }
+
+
+def _runs(report):
+    return {(r["artifact"], r.get("flavour")): r for r in doctor._run_targets(report)}
+
+
+def test_run_side_without_a_gpu():
+    """No GPU: .onnx and model names run on cpu; a .plan runs nowhere, and the report says why."""
+    rep = _report(ort_providers=(("CPUExecutionProvider", True), ("CUDAExecutionProvider", False)))
+    runs = _runs(rep)
+    assert runs[(".onnx", None)]["devices"] == ["cpu"] and runs[(".onnx", None)]["can_run_here"]
+    assert "CUDAExecutionProvider offered but does not load" in runs[(".onnx", None)]["note"]
+    assert runs[("model name/.pth", None)]["devices"] == ["cpu"]
+    rtx = runs[(".plan", "tensorrt_rtx")]
+    assert not rtx["can_run_here"] and rtx["devices"] == [] and rtx["note"].startswith("no GPU here")
+    assert not runs[(".plan", "tensorrt")]["can_run_here"] and "not installed" in runs[(".plan", "tensorrt")]["note"]
+    rep["build_targets"], rep["run_targets"] = doctor._build_targets(rep["tensorrt"], []), doctor._run_targets(rep)
+    rep.update(clsx="0", python="3", platform="x")
+    rep["torch"].update(version="2", cuda_build=None)
+    rep["onnxruntime"].update(version="1", package="onnxruntime")
+    rep["tensorrt"]["tensorrt_rtx"]["version"] = "1.0"
+    text = doctor.format_report(rep)
+    assert "run here (clsx infer/parity/bench --device ...):" in text
+    plan_line = next(line for line in text.splitlines() if ".plan" in line and "tensorrt_rtx" in line)
+    assert plan_line.split()[0] == "no" and "no GPU here" in plan_line
+    assert any(line.split()[:3] == ["yes", ".onnx", "onnxrt"] and " cpu " in line for line in text.splitlines())
+
+
+def test_run_side_follows_the_gpus_and_the_providers_that_load():
+    ada = _runs(_report(gpus=["sm89"], ort_providers=(("CPUExecutionProvider", True), ("CUDAExecutionProvider", True)),
+                        flavours=("tensorrt_rtx", "tensorrt")))
+    assert ada[(".onnx", None)]["devices"] == ["cpu", "cuda"] and ada[("model name/.pth", None)]["devices"] == ["cpu", "cuda"]
+    assert ada[(".plan", "tensorrt_rtx")]["can_run_here"] and ada[(".plan", "tensorrt")]["devices"] == ["cuda"]
+    hopper = _runs(_report(gpus=["sm90"], flavours=("tensorrt_rtx", "tensorrt")))
+    assert not hopper[(".plan", "tensorrt_rtx")]["can_run_here"] and "not Hopper" in hopper[(".plan", "tensorrt_rtx")]["note"]
+    assert hopper[(".plan", "tensorrt")]["can_run_here"]
+
+
+def test_run_side_matches_this_machine(report):
+    """On the real probes: .onnx runs on the --device values whose provider loads; a .plan only with a GPU."""
+    import torch
+
+    runs = _runs(report)
+    loading = {p["name"] for p in report["onnxruntime"]["providers"] if p["loads"]}
+    assert ("cpu" in runs[(".onnx", None)]["devices"]) == ("CPUExecutionProvider" in loading)
+    assert ("cuda" in runs[(".onnx", None)]["devices"]) == ("CUDAExecutionProvider" in loading)
+    for flavour in trt_lib.FLAVOURS:
+        if not torch.cuda.is_available():
+            assert not runs[(".plan", flavour)]["can_run_here"]

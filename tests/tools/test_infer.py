@@ -219,7 +219,7 @@ def test_rows_stream_out_per_batch(tiny_onnx, photos):
     summary = infer_to_stream(clf, photos[:5], stream, topk=2, batch_size=2)
     assert summary.images == 5 and summary.failed == 0 and summary.images_per_s > 0
     sizes = [len(_rows(s)) for s in stream.snapshots]
-    assert sizes[:4] == [1, 3, 5, 6]  # header, then each batch as soon as it is done
+    assert sizes[:3] == [3, 5, 6]  # header with the first batch (the model has loaded), then each batch as soon as it is done
     assert all(s.endswith("\n") for s in stream.snapshots)  # a kill between flushes leaves whole rows
 
 
@@ -252,3 +252,112 @@ def test_model_name_runs_on_torch(cifar_module, photos):
     rows = _rows(res.stdout)
     assert len(rows) == 2 and rows[1][0] == str(photos[0]) and rows[1][-1] == ""
     assert "torch" in res.stderr and "1 images, 0 failed" in res.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# Random weights are said out loud (a chessboard came out "Border terrier, 0.785" without a word)
+
+RANDOM_WARNING = "clsx: warning: random weights: predictions are meaningless"
+
+
+def test_random_weights_are_said_at_inference_of_a_model_name(photos, tmp_path):
+    small = ["--input-size", "32", "--num-classes", "10", "-k", "2"]
+    res = runner.invoke(app, ["infer", "tv:resnet18", str(photos[0]), *small])
+    assert res.exit_code == 0, res.output
+    assert len(_rows(res.stdout)) == 2 and RANDOM_WARNING not in res.stdout  # stdout stays data
+    assert res.stderr.count(RANDOM_WARNING) == 1 and "--weights FILE or --pretrained" in res.stderr
+    summary = res.stderr.strip().splitlines()[-1]
+    assert "1 images, 0 failed" in summary and summary.endswith("; random weights: predictions are meaningless")
+
+    asked = runner.invoke(app, ["infer", "tv:resnet18", str(photos[0]), *small, "--random-weights"])
+    assert asked.exit_code == 0, asked.output
+    assert "warning" not in asked.stderr  # the user said so: no warning ...
+    assert asked.stderr.strip().splitlines()[-1].endswith("random weights: predictions are meaningless")  # ... the summary still tells
+
+    from clsx import zoo
+    from clsx.core.spec import PreprocessOverrides
+
+    net = zoo.build("resnet18", num_classes=10, preprocess=PreprocessOverrides(input_size=(3, 32, 32)), random_weights=True)
+    torch = pytest.importorskip("torch")
+    torch.save(net.module.state_dict(), tmp_path / "ck.pth")
+    trained = runner.invoke(app, ["infer", "tv:resnet18", str(photos[0]), *small, "--weights", str(tmp_path / "ck.pth")])
+    assert trained.exit_code == 0, trained.output
+    assert "random weights" not in trained.stderr
+
+    both = runner.invoke(app, ["infer", "tv:resnet18", str(photos[0]), *small, "--weights", str(tmp_path / "ck.pth"),
+                               "--random-weights"])
+    assert both.exit_code == 1 and both.stdout == ""
+    (line,) = both.stderr.strip().splitlines()
+    assert line.startswith("clsx: error: ") and "--random-weights" in line and "--weights" in line
+
+
+def test_random_weights_are_said_when_an_artifact_says_so(tiny_onnx, photos):
+    res = runner.invoke(app, ["infer", str(tiny_onnx), str(photos[0]), "-k", "2"])
+    assert res.exit_code == 0, res.output
+    (warning,) = [line for line in res.stderr.splitlines() if line.startswith(RANDOM_WARNING)]
+    assert f"{tiny_onnx} (" in warning and "was exported without --weights FILE or --pretrained" in warning
+    assert res.stderr.strip().splitlines()[-1].endswith("; random weights: predictions are meaningless")
+    quiet = runner.invoke(app, ["infer", str(tiny_onnx), str(photos[0]), "-k", "2", "--random-weights"])
+    assert quiet.exit_code == 0 and "warning" not in quiet.stderr, quiet.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# No header before the model has loaded
+
+
+def test_a_model_that_cannot_load_leaves_stdout_empty(tiny_onnx, photos, monkeypatch):
+    """``clsx infer ... > out.csv`` on a machine that cannot run the model: one error line, and an
+    empty stdout (not a header-only CSV that looks like a run that found no images)."""
+    from clsx.runtimes.base import DeviceError
+    from clsx.runtimes.onnxrt import OnnxRuntime
+
+    def no_gpu(self):
+        raise DeviceError("no GPU here")
+
+    monkeypatch.setattr(OnnxRuntime, "activate_impl", no_gpu)
+    for fmt in ("csv", "jsonl"):
+        res = runner.invoke(app, ["infer", str(tiny_onnx), str(photos[0]), str(photos[1]), "-f", fmt])
+        assert res.exit_code == 1 and res.stdout == ""
+        assert res.stderr.strip().splitlines()[-1] == "clsx: error: no GPU here"
+
+
+def test_device_cuda_without_cuda_leaves_stdout_empty(tiny_onnx, photos):
+    ort = pytest.importorskip("onnxruntime")
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("this onnxruntime offers CUDA: --device cuda may load here")
+    res = runner.invoke(app, ["infer", str(tiny_onnx), str(photos[0]), "--device", "cuda"])
+    assert res.exit_code == 1 and res.stdout == ""
+    assert "CUDAExecutionProvider" in res.stderr
+
+
+def test_an_empty_folder_still_gives_the_header(tiny_onnx, tmp_path):
+    (tmp_path / "empty").mkdir()
+    res = runner.invoke(app, ["infer", str(tiny_onnx), str(tmp_path / "empty"), "-k", "1"])
+    assert res.exit_code == 0, res.output
+    assert _rows(res.stdout) == [CsvWriter.header(1)] and "no images found" in res.stderr
+
+
+def test_stream_rows_writes_nothing_when_the_first_batch_fails():
+    from clsx.predict.sinks import make_writer, stream_rows
+
+    def batches():
+        raise ClsxError("activation failed")
+        yield  # pragma: no cover
+
+    out = io.StringIO()
+    with pytest.raises(ClsxError, match="activation failed"):
+        stream_rows(batches(), make_writer("csv", out, 2))
+    assert out.getvalue() == ""
+    stream_rows(iter([]), make_writer("csv", out, 2))
+    assert _rows(out.getvalue()) == [CsvWriter.header(2)]
+
+
+def test_output_file_in_a_missing_folder_and_a_folder_path(tiny_onnx, photos, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    res = runner.invoke(app, ["infer", str(tiny_onnx), str(photos[0]), "-o", "new/deeper/rows.csv", "-k", "1"])
+    assert res.exit_code == 0, res.output
+    assert res.stdout == "" and len(_rows((tmp_path / "new" / "deeper" / "rows.csv").read_text())) == 2
+    res = runner.invoke(app, ["infer", str(tiny_onnx), str(photos[0]), "-o", "other/"])
+    assert res.exit_code == 1 and res.stdout == ""
+    assert res.stderr.strip() == "clsx: error: --output other/ names a folder; give the file to write in it, e.g. other/rows.csv"
+    assert not (tmp_path / "other").exists()

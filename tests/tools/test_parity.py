@@ -258,7 +258,8 @@ def test_cli_table_json_flips_and_gate(tiny_onnx, unnormalized_onnx, views, tmp_
 
 def test_cli_errors_are_one_line(tiny_onnx, views, tmp_path):
     five = _copy_with_metadata(tiny_onnx, tmp_path / "five.onnx", num_classes=5, labels=None)
-    res = runner.invoke(app, ["parity", str(tiny_onnx), str(five), "-i", str(views)])
+    # --random-weights: the fixtures' weights are random on purpose (else that warning comes first)
+    res = runner.invoke(app, ["parity", str(tiny_onnx), str(five), "-i", str(views), "--random-weights"])
     assert res.exit_code == 1 and res.stdout == ""
     assert res.stderr.count("\n") == 1 and "has 5 classes but the reference" in res.stderr
     (tmp_path / "empty").mkdir()
@@ -285,3 +286,25 @@ def test_write_flips_refuses_overwrite(tiny_onnx, views, tmp_path):
     assert out.read_text() == "keep"
     write_flips(report, out, force=True)
     assert out.read_text().startswith("candidate,path,kind")
+
+
+def test_flips_into_a_missing_folder(tiny_onnx, views, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    res = runner.invoke(app, ["parity", str(tiny_onnx), str(tiny_onnx), "-i", str(views), "--flips", "new/deeper/flips.csv"])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "new" / "deeper" / "flips.csv").read_text().startswith("candidate,path,kind")
+    res = runner.invoke(app, ["parity", str(tiny_onnx), str(tiny_onnx), "-i", str(views), "--flips", "other/"])
+    assert res.exit_code == 1 and res.stdout == ""  # refused before any model loads
+    assert res.stderr.strip() == "clsx: error: --flips other/ names a folder; give the file to write in it, e.g. other/flips.csv"
+    assert not (tmp_path / "other").exists()
+
+
+def test_cli_random_weights_flag_reaches_every_target(tiny_onnx, photos):
+    """--random-weights on parity silences the warning for artifacts too (their metadata says random)."""
+    args = ["parity", str(tiny_onnx), str(tiny_onnx), "-i", str(photos[0])]
+    loud = runner.invoke(app, args)
+    assert loud.exit_code == 0, loud.output
+    assert "clsx: warning: random weights: predictions are meaningless" in loud.stderr
+    quiet = runner.invoke(app, [*args, "--random-weights"])
+    assert quiet.exit_code == 0, quiet.output
+    assert "random weights: predictions are meaningless" not in quiet.stderr

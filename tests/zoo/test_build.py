@@ -102,3 +102,54 @@ def test_random_weight_vit_is_built_for_the_size_its_spec_reports():
     with torch.device("meta"):
         small = source.build("vit_b_16", num_classes=None, pretrained=False)
     assert small.image_size == source.default_spec("vit_b_16").preprocess.input_size[1] == 224
+
+
+# ---------------------------------------------------------------------------------------------
+# Random weights are said out loud (issue "the front door")
+
+
+def _warnings(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+
+
+def test_random_weights_are_warned_about_unless_asked_for(caplog, tmp_path):
+    small = PreprocessOverrides(input_size=(3, 32, 32))
+    with caplog.at_level("WARNING", logger="clsx"):
+        m = zoo.build("resnet18", num_classes=10, preprocess=small)
+    assert m.spec.weights == "random" and m.spec.random_weights
+    said = [w for w in _warnings(caplog) if w.startswith("random weights: predictions are meaningless")]
+    assert len(said) == 1 and "--weights FILE or --pretrained" in said[0] and "(tv:resnet18)" in said[0]
+
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="clsx"):
+        asked = zoo.build("resnet18", num_classes=10, preprocess=small, random_weights=True)
+        torch.save(m.module.state_dict(), tmp_path / "ck.pth")
+        trained = zoo.build("resnet18", num_classes=10, preprocess=small, weights=tmp_path / "ck.pth")
+    assert asked.spec.random_weights and not trained.spec.random_weights
+    assert _warnings(caplog) == []  # asked for, or real weights: quiet
+
+
+def test_random_weights_contradict_weights_and_pretrained(tmp_path):
+    with pytest.raises(SpecError, match="--random-weights .* cannot go with --pretrained"):
+        zoo.build("resnet18", pretrained=True, random_weights=True)  # refused before any download
+    with pytest.raises(SpecError, match="cannot go with --weights"):
+        zoo.build("resnet18", weights=tmp_path / "ck.pth", random_weights=True)
+
+
+def test_custom_model_warning_allows_for_weights_loaded_by_the_function(cifar_module, caplog):
+    with caplog.at_level("WARNING", logger="clsx"):
+        zoo.build(cifar_module, num_classes=10, preprocess=PreprocessOverrides(input_size=(3, 32, 32)))
+    (said,) = _warnings(caplog)
+    assert "random weights" in said and "unless that function loads trained weights itself" in said
+
+
+def test_positional_remap_warning_can_be_silenced_for_known_checkpoints(lite0_weights, caplog):
+    """The demo's own lite0 checkpoint maps by position by design: warn_remap=False; a user's file still warns."""
+    with caplog.at_level("DEBUG", logger="clsx"):
+        quiet = zoo.build("timm:tf_efficientnet_lite0", weights=lite0_weights, warn_remap=False)
+    assert _warnings(caplog) == [] and "by position" in caplog.text  # still there for -v
+    assert "(by position)" in quiet.spec.weights
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="clsx"):
+        zoo.build("timm:tf_efficientnet_lite0", weights=lite0_weights)
+    assert any("mapped" in w and "by position" in w for w in _warnings(caplog))

@@ -91,7 +91,7 @@ def test_prefix_resolves_to_the_original_and_bare_names_keep_timm_ports():
     assert zoo.resolve("resnet18").source.name == "torchvision"
     only_pm = zoo.resolve("bninception")  # neither torchvision nor timm has it
     assert (only_pm.source.name, only_pm.ref) == ("pretrainedmodels", "pm:bninception")
-    with pytest.raises(ModelNotFoundError, match="pretrainedmodels has no model 'bninceptoin'; did you mean bninception"):
+    with pytest.raises(ModelNotFoundError, match="pretrainedmodels has no model 'bninceptoin'; did you mean pm:bninception"):
         zoo.resolve("pm:bninceptoin")
 
 
@@ -122,7 +122,7 @@ def test_cli_lists_the_source():
     assert res.exit_code == 0, res.output
     rows = [line.split() for line in res.stdout.splitlines()]
     assert rows[0] == ["NAME", "SOURCE", "INPUT", "PARAMS"]
-    assert rows[1] == ["se_resnet50", "pretrainedmodels", "3x224x224", "28.1M"]
+    assert rows[1] == ["pm:se_resnet50", "pretrainedmodels", "3x224x224", "28.1M"]
     res = CliRunner().invoke(app, ["models", "--json", "--source", "pretrainedmodels", "bn*"])
     assert [d["name"] for d in json.loads(res.stdout)] == ["bninception"]
 

@@ -38,10 +38,40 @@ def test_pretrainedmodels_names_resolve_to_timm_ports(old, port):
 def test_unknown_names_suggest_close_matches():
     with pytest.raises(ModelNotFoundError, match=r"unknown model 'resnet05'.*did you mean .*resnet50"):
         zoo.resolve("resnet05")
-    with pytest.raises(ModelNotFoundError, match="torchvision has no model 'resnt50'; did you mean resnet50"):
+    with pytest.raises(ModelNotFoundError, match="torchvision has no model 'resnt50'; did you mean tv:resnet50"):
         zoo.resolve("tv:resnt50")
     with pytest.raises(ModelNotFoundError, match="unknown model source"):
         zoo.resolve("hub:res-net-50")
+
+
+def _suggestions(name: str) -> list[str]:
+    with pytest.raises(ModelNotFoundError) as err:
+        zoo.resolve(name)
+    text = str(err.value)
+    assert "; did you mean " in text and text.endswith("?"), text
+    return text.split("; did you mean ", 1)[1][:-1].split(", ")
+
+
+def test_suggestions_are_qualified_names_without_repeats():
+    """resnet50 is in three sources: `did you mean resnet50, resnet50, resnet50?` said nothing."""
+    bare = _suggestions("resnt50")
+    assert len(bare) == len(set(bare)) and bare[:2] == ["tv:resnet50", "timm:resnet50"]
+    assert all(s.split(":")[0] in ("tv", "timm", "pm") for s in bare)
+    assert all(zoo.resolve(s).name == s.split(":")[1] for s in bare)  # each one builds what it says
+    assert _suggestions("tv:resnt50")[0] == "tv:resnet50" and all(s.startswith("tv:") for s in _suggestions("tv:resnt50"))
+    alias = _suggestions("se_resnt50")  # a pretrainedmodels name resolves bare to timm's port: suggested as typed
+    assert alias[0] == "se_resnet50" and len(alias) == len(set(alias))
+
+
+def test_list_models_carries_qualified_names():
+    entries = zoo.list_models("resnet18")
+    assert [e.name for e in entries] == ["resnet18"] * len(entries)
+    assert [e.qualified for e in entries][:2] == ["tv:resnet18", "timm:resnet18"]
+    assert len({e.qualified for e in entries}) == len(entries)
+    d = entries[0].to_dict()
+    assert d == {"name": "resnet18", "source": "torchvision", "input_size": [3, 224, 224], "params": 11689512,
+                 "qualified": "tv:resnet18"}
+    assert [e.qualified for e in zoo.list_models("tv:resnet1*")] == ["tv:resnet18", "tv:resnet101", "tv:resnet152"]
 
 
 def test_custom_reference():
