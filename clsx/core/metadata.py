@@ -39,7 +39,7 @@ from typing import Any, Mapping
 from clsx import __version__
 from clsx.core.artifact import check_document_names, checked_file, read_sidecar_text, sidecar_path
 from clsx.core.errors import ClsxError, SpecError
-from clsx.core.spec import MAX_NUM_CLASSES, ModelSpec, is_int, show_value
+from clsx.core.spec import LAYOUTS, MAX_NUM_CLASSES, InputFormat, ModelSpec, is_int, show_value
 
 SCHEMA_VERSION = 1
 ONNX_METADATA_KEY = "clsx"
@@ -169,6 +169,8 @@ def _check_tensors(doc: Mapping[str, Any], key: str, where: str) -> None:
             raise _fail(where, f"{field}.shape", f"must be a list of positive sizes or axis names; got {show_value(shape)}")
         if not isinstance(t.get("dtype", "float32"), str):
             raise _fail(where, f"{field}.dtype", f"must be a string; got {show_value(t.get('dtype'))}")
+        if t.get("layout") is not None and t["layout"] not in LAYOUTS:
+            raise _fail(where, f"{field}.layout", f"must be one of {', '.join(LAYOUTS)}; got {show_value(t['layout'])}")
         if "max_batch" in t and t["max_batch"] is not None and not (is_int(t["max_batch"]) and t["max_batch"] >= 1):
             raise _fail(where, f"{field}.max_batch", f"must be a positive integer; got {show_value(t['max_batch'])}")
 
@@ -200,12 +202,13 @@ def _size(dims: Any) -> str:
 
 
 def check_graph_input(input_size: tuple[int, int, int], graph_shape: tuple[Any, ...] | None, *, where: str,
-                      says: str = "metadata says") -> None:
-    """Refuse a spec whose (C, H, W) disagrees with the static dims of the graph's NCHW input, before
-    any image is decoded at that size (``metadata says 3x12000x12000 but the graph takes 3x224x224``)."""
+                      says: str = "metadata says", layout: str = "NCHW") -> None:
+    """Refuse a spec whose (C, H, W) disagrees with the static dims of the graph's image input (NCHW,
+    or NHWC with ``layout``), before any image is decoded at that size (``metadata says 3x12000x12000
+    but the graph takes 3x224x224``)."""
     if graph_shape is None or len(graph_shape) != 4:
         return
-    dims = tuple(graph_shape[1:])
+    dims = InputFormat(layout=layout).chw(tuple(graph_shape[1:]))
     if any(isinstance(g, int) and g > 0 and g != s for g, s in zip(dims, input_size)):
         raise InputSizeMismatchError(f"{where}: {says} {_size(input_size)} but the graph takes {_size(dims)}")
 
@@ -239,12 +242,14 @@ def check_document(doc: Any, *, where: str, graph_input: tuple[Any, ...] | None 
     _check_sections(doc, where)
     check_json_tree(doc, where)  # NaN/Infinity anywhere else (the spec's numbers were checked above)
     inputs = doc.get("inputs") or []
+    layout = (inputs[0].get("layout") if inputs else None) or "NCHW"
     if inputs:
         shape = inputs[0].get("shape", [])
-        if len(shape) == 4 and any(isinstance(d, int) and d != s for d, s in zip(shape[1:], spec.preprocess.input_size)):
+        chw = InputFormat(layout=layout).chw(tuple(shape[1:])) if len(shape) == 4 else ()
+        if any(isinstance(d, int) and d != s for d, s in zip(chw, spec.preprocess.input_size)):
             raise MetadataError(f"{where}: model.preprocess.input_size is {_size(spec.preprocess.input_size)} "
                                 f"but inputs[0].shape is {show_value(shape).rsplit(' (', 1)[0]}")
-    check_graph_input(spec.preprocess.input_size, graph_input, where=where)
+    check_graph_input(spec.preprocess.input_size, graph_input, where=where, layout=layout)
     return doc
 
 

@@ -12,6 +12,10 @@ transforms also build), so a model sees the tensor it was trained and evaluated 
 4. center-crop to ``spec.input_size`` (torchvision's rounding; zero padding if the image is smaller);
 5. scale to ``[0, spec.input_range]``, reorder channels to ``spec.channel_order``, normalize with
    ``spec.mean``/``spec.std``; return CHW float32.
+
+Graphs whose input is another :class:`~clsx.core.spec.InputFormat` get it from the same steps: a
+``uint8`` input stops after the channel order (pixels 0..255; the graph normalizes), ``float16`` is the
+float32 tensor rounded once, and ``NHWC`` is the same tensor channels-last.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from clsx.core.errors import ImageError
-from clsx.core.spec import PreprocessSpec
+from clsx.core.spec import FLOAT_NCHW, InputFormat, PreprocessSpec
 
 ImageInput = Union[str, os.PathLike, Image.Image, np.ndarray]
 
@@ -150,33 +154,39 @@ def center_crop(img: Image.Image, height: int, width: int) -> Image.Image:
     return img.crop((left, top, left + width, top + height))
 
 
-def to_tensor(img: Image.Image, spec: PreprocessSpec) -> np.ndarray:
-    """Cropped PIL image -> normalized CHW float32 array."""
-    arr = np.asarray(img, dtype=np.float32)
-    if arr.ndim == 2:
-        arr = arr[:, :, None]
-    if spec.input_range == 1.0:
-        arr = arr / np.float32(255.0)
+def to_tensor(img: Image.Image, spec: PreprocessSpec, fmt: InputFormat = FLOAT_NCHW) -> np.ndarray:
+    """Cropped PIL image -> one image in ``fmt`` (default: normalized CHW float32)."""
+    pixels = np.asarray(img, dtype=np.uint8)
+    if pixels.ndim == 2:
+        pixels = pixels[:, :, None]
     if spec.channel_order == "BGR":
-        arr = arr[:, :, ::-1]
-    mean = np.asarray(spec.mean, dtype=np.float32)
-    std = np.asarray(spec.std, dtype=np.float32)
-    arr = (arr - mean) / std
-    return np.ascontiguousarray(arr.transpose(2, 0, 1), dtype=np.float32)
+        pixels = pixels[:, :, ::-1]
+    if not fmt.normalized_on_host:
+        out = pixels
+    else:
+        arr = pixels.astype(np.float32)
+        if spec.input_range == 1.0:
+            arr = arr / np.float32(255.0)
+        mean = np.asarray(spec.mean, dtype=np.float32)
+        std = np.asarray(spec.std, dtype=np.float32)
+        out = ((arr - mean) / std).astype(fmt.dtype, copy=False)
+    if fmt.layout == "NCHW":
+        out = out.transpose(2, 0, 1)
+    return np.ascontiguousarray(out)
 
 
-def preprocess(src: ImageInput, spec: PreprocessSpec) -> np.ndarray:
-    """One image (path, PIL image or uint8 array) -> CHW float32 tensor, per ``spec``."""
+def preprocess(src: ImageInput, spec: PreprocessSpec, fmt: InputFormat = FLOAT_NCHW) -> np.ndarray:
+    """One image (path, PIL image or uint8 array) -> one tensor in ``fmt`` (default CHW float32), per ``spec``."""
     c, h, w = spec.input_size
     img = load_image(src, channels=c)
     img = resize_shorter(img, spec.resize_size, spec.interpolation)
     img = center_crop(img, h, w)
-    return to_tensor(img, spec)
+    return to_tensor(img, spec, fmt)
 
 
-def preprocess_batch(images: Iterable[ImageInput], spec: PreprocessSpec) -> np.ndarray:
-    """Several images -> NCHW float32 batch (raises on the first image that fails)."""
-    tensors = [preprocess(im, spec) for im in images]
+def preprocess_batch(images: Iterable[ImageInput], spec: PreprocessSpec, fmt: InputFormat = FLOAT_NCHW) -> np.ndarray:
+    """Several images -> one batch in ``fmt`` (default NCHW float32); raises on the first image that fails."""
+    tensors = [preprocess(im, spec, fmt) for im in images]
     if not tensors:
-        return np.zeros((0, *spec.input_size), dtype=np.float32)
+        return np.zeros(fmt.batch_shape(0, spec.input_size), dtype=fmt.dtype)
     return np.stack(tensors)

@@ -168,6 +168,61 @@ class PreprocessSpec:
             raise exc.under(prefix) from None
 
 
+#: Element types an image input may have: float32/float16 take the normalized tensor; uint8 takes
+#: pixels (0..255, after resize, crop and channel order) and normalizes inside the graph.
+INPUT_DTYPES = ("float32", "float16", "uint8")
+#: Axis orders of an image input: channels first (PyTorch's) or channels last (TensorFlow's, and
+#: what a decoded image already is).
+LAYOUTS = ("NCHW", "NHWC")
+
+
+@dataclass(frozen=True)
+class InputFormat:
+    """The form of the batch a graph's image input takes: element type and axis order.
+
+    ``float32``/``float16``: the host applies the whole :class:`PreprocessSpec` (scale, channel order,
+    mean/std). ``uint8``: the host stops at the resized, center-cropped pixels in ``channel_order``
+    (0..255); the graph casts, scales and normalizes itself (``mean``/``std`` then document what the
+    graph does). The metadata records it as ``inputs[0].dtype`` and ``inputs[0].layout``
+    (absent layout: NCHW). :func:`clsx.core.preprocess.preprocess` produces it.
+    """
+
+    dtype: str = "float32"
+    layout: str = "NCHW"
+
+    def __post_init__(self) -> None:
+        if self.dtype not in INPUT_DTYPES:
+            raise SpecError(f"input dtype must be one of {', '.join(INPUT_DTYPES)}; got {show_value(self.dtype)}")
+        if self.layout not in LAYOUTS:
+            raise SpecError(f"input layout must be one of {', '.join(LAYOUTS)}; got {show_value(self.layout)}")
+
+    @property
+    def normalized_on_host(self) -> bool:
+        """Whether the host applies mean/std (float inputs) or the graph does (uint8 pixels)."""
+        return self.dtype != "uint8"
+
+    def batch_shape(self, n: int, chw: tuple[int, int, int]) -> tuple[int, int, int, int]:
+        """The shape of a batch of ``n`` images of ``chw`` (C, H, W) in this layout."""
+        c, h, w = chw
+        return (n, c, h, w) if self.layout == "NCHW" else (n, h, w, c)
+
+    def chw(self, image_shape: tuple[Any, ...]) -> tuple[Any, ...]:
+        """(C, H, W) of one image's shape in this layout (``(H, W, C)`` for NHWC)."""
+        return tuple(image_shape) if self.layout == "NCHW" else (image_shape[2], image_shape[0], image_shape[1])
+
+    @classmethod
+    def of_tensor(cls, tensor: Mapping[str, Any]) -> "InputFormat":
+        """The format an ``inputs[i]`` entry of a metadata document declares (``dtype``, ``layout``)."""
+        return cls(dtype=tensor.get("dtype", "float32"), layout=tensor.get("layout") or "NCHW")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"dtype": self.dtype, "layout": self.layout}
+
+
+#: What clsx's own exports take unless told otherwise.
+FLOAT_NCHW = InputFormat()
+
+
 #: ``ModelSpec.weights`` of an untrained network (neither a weights file nor pretrained weights).
 RANDOM_WEIGHTS = "random"
 #: The short prefix of each zoo source in a qualified name (``tv:resnet50``); custom models have none.

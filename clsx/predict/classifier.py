@@ -126,8 +126,9 @@ class Classifier:
     # -- the steps -------------------------------------------------------------------------------
 
     def load(self, image: ImageInput) -> np.ndarray:
-        """One image -> CHW float32 tensor (thread-safe; raises ImageError for bad images)."""
-        return preprocess(image, self.preprocess_spec)
+        """One image -> one tensor in the runtime's input format (CHW float32 unless the graph takes
+        another; thread-safe; raises ImageError for bad images)."""
+        return preprocess(image, self.preprocess_spec, self.runtime.input_format)
 
     def classify(self, batch: np.ndarray, sources: list[str], topk: int) -> list[Prediction]:
         """Run an NCHW batch and turn its logits into one Prediction per row."""
@@ -159,6 +160,7 @@ class Classifier:
         workers = (_positive_int(workers, "workers") if workers is not None else None) or self.workers or cpu_cores()
         sources = _sources(images)  # a single image is one; anything else that is no image fails here
         self.preprocess_spec  # noqa: B018  resolve (and check) the spec once, before the threads need it
+        self.runtime.input_format  # noqa: B018  likewise the input's dtype and layout
         named = ((source_name(src, i), src) for i, src in enumerate(sources))
         loaded = read_ahead(named, lambda item: decode(self.load, item[1], item[0]), workers=workers,
                             window=default_window(size, workers),

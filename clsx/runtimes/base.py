@@ -18,7 +18,7 @@ from typing import Any, ClassVar, Mapping
 import numpy as np
 
 from clsx.core.errors import ClsxError, SpecError
-from clsx.core.spec import ModelSpec, PreprocessOverrides, random_weights_warning, resolve_preprocess
+from clsx.core.spec import FLOAT_NCHW, InputFormat, ModelSpec, PreprocessOverrides, random_weights_warning, resolve_preprocess
 
 log = logging.getLogger(__name__)
 
@@ -40,13 +40,18 @@ class TensorInfo:
     name: str
     shape: tuple[Dim, ...]
     dtype: str = "float32"
+    layout: str | None = None  # an image input's axis order ("NCHW"/"NHWC"); None: NCHW, or not an image
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
+        d = {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
+        if self.layout is not None:
+            d["layout"] = self.layout
+        return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "TensorInfo":
-        return cls(name=str(d["name"]), shape=tuple(d.get("shape", ())), dtype=str(d.get("dtype", "float32")))
+        return cls(name=str(d["name"]), shape=tuple(d.get("shape", ())), dtype=str(d.get("dtype", "float32")),
+                   layout=d.get("layout"))
 
 
 @dataclass(frozen=True)
@@ -171,6 +176,16 @@ class Runtime:
     def outputs(self) -> list[TensorInfo]:
         return self.io_impl()[1]
 
+    @property
+    def input_format(self) -> InputFormat:
+        """The form of batch :meth:`run` takes (dtype, layout): the image input's, NCHW float32 by
+        default. :func:`clsx.core.preprocess.preprocess` makes it from images."""
+        try:
+            first = self.inputs[0]
+        except (ClsxError, IndexError):
+            return FLOAT_NCHW
+        return InputFormat.of_tensor(first.to_dict()) if first.dtype in ("float16", "uint8") or first.layout else FLOAT_NCHW
+
     def describe(self) -> str:
         """One line saying what actually runs (loads the model if it is not loaded yet)."""
         self.activate()
@@ -183,8 +198,9 @@ class Runtime:
     # -- inference -------------------------------------------------------------------------------
 
     def run(self, batch: np.ndarray) -> np.ndarray:
-        """Logits for an NCHW float32 batch. Batches the model cannot take at once are split into
-        chunks (and a chunk below the model's minimum batch is zero-padded, its padding dropped)."""
+        """Logits for a batch in :attr:`input_format` (NCHW float32 unless the graph says otherwise).
+        Batches the model cannot take at once are split into chunks (and a chunk below the model's
+        minimum batch is zero-padded, its padding dropped)."""
         batch = self._check_batch(batch)
         self.activate()
         n = batch.shape[0]
@@ -204,23 +220,27 @@ class Runtime:
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
     def _check_batch(self, batch: Any) -> np.ndarray:
+        fmt = self.input_format
+        shown_fmt = f"{fmt.layout} {fmt.dtype}"
         if not isinstance(batch, np.ndarray):
-            raise RuntimeInputError(f"run() takes a numpy array (NCHW float32); got {type(batch).__name__}")
+            raise RuntimeInputError(f"run() takes a numpy array ({shown_fmt}); got {type(batch).__name__}")
         if batch.ndim != 4:
-            raise RuntimeInputError(f"run() takes an NCHW batch (4 dimensions); got shape {batch.shape}")
-        if not np.issubdtype(batch.dtype, np.floating):
+            raise RuntimeInputError(f"run() takes an {fmt.layout} batch (4 dimensions); got shape {batch.shape}")
+        wrong_kind = (batch.dtype != np.uint8) if fmt.dtype == "uint8" else not np.issubdtype(batch.dtype, np.floating)
+        if wrong_kind:
             raise RuntimeInputError(
-                f"run() takes float32 tensors (preprocessed images); got {batch.dtype}. "
+                f"run() takes {fmt.dtype} tensors (preprocessed images, {shown_fmt}); got {batch.dtype}. "
                 "Use clsx.Classifier or clsx.preprocess_batch to turn images into tensors"
             )
-        want = self._input_chw()
+        want = self._input_image_shape()
         got = tuple(batch.shape[1:])
         if want is not None and any(isinstance(w, int) and w != g for w, g in zip(want, got)):
             shown = "x".join(str(w) for w in want)
-            raise RuntimeInputError(f"the model takes N x {shown} inputs; got a batch of shape {batch.shape}")
-        return np.ascontiguousarray(batch, dtype=np.float32)
+            raise RuntimeInputError(f"the model takes N x {shown} inputs; got a batch of shape {batch.shape} ({fmt.layout})")
+        return np.ascontiguousarray(batch, dtype=np.dtype(fmt.dtype))
 
-    def _input_chw(self) -> tuple[Dim, ...] | None:
+    def _input_image_shape(self) -> tuple[Dim, ...] | None:
+        """One image's shape as the input takes it (C, H, W for NCHW; H, W, C for NHWC)."""
         try:
             shape = self.inputs[0].shape
         except (ClsxError, IndexError):
