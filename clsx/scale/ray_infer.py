@@ -30,6 +30,7 @@ readers use).
 from __future__ import annotations
 
 import atexit
+import contextlib
 import hashlib
 import heapq
 import json
@@ -42,6 +43,8 @@ import socket
 import stat
 import sys
 import tempfile
+import threading
+import warnings
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -486,26 +489,88 @@ def ray_session(address: str | None = None) -> Iterator[Any]:
     if ray.is_initialized():
         yield ray
         return
-    quiet = logging.DEBUG if log.isEnabledFor(logging.DEBUG) else logging.WARNING
+    verbose = log.isEnabledFor(logging.DEBUG)
+    quiet = logging.DEBUG if verbose else logging.ERROR
     if address is not None:
         _probe(address)
+    with _ray_quiet(verbose):
+        try:
+            if address is None:
+                ray.init(address="local", num_cpus=cpu_cores(), include_dashboard=False, log_to_driver=False, logging_level=quiet)
+            else:
+                ray.init(address=address, log_to_driver=False, logging_level=quiet)
+        except Exception as exc:  # ConnectionError, TimeoutError, RuntimeError ... from Ray
+            where = f"the Ray cluster at {address}" if address else "a local Ray instance"
+            reason = first_line(exc)
+            raise RayInferError(f"cannot connect to {where}: {reason}") from None
+        try:
+            yield ray
+        finally:
+            ray.shutdown()
+
+
+#: Ray's own loggers (its Python side): token-auth notices, Ray Data's per-dataset chatter and
+#: "progress bars disabled" are internal; clsx's log line says what runs. ``-v`` shows them.
+_RAY_LOGGERS = ("ray", "ray.data")
+
+
+@contextmanager
+def _ray_quiet(verbose: bool) -> Iterator[None]:
+    """Keep Ray's internal reports off stderr unless ``verbose``: its Python loggers at ERROR, its
+    Python warnings (operator concurrency hints) ignored, and its C++ core worker's log (lines like
+    ``core_worker.cc:2465 E ...`` about actor arguments) at FATAL through ``RAY_BACKEND_LOG_LEVEL``,
+    which the core worker reads when ``ray.init`` starts it (a value the user set is kept)."""
+    if verbose:
+        yield
+        return
+    saved = {name: logging.getLogger(name).level for name in _RAY_LOGGERS}
+    env_before = os.environ.get("RAY_BACKEND_LOG_LEVEL")
+    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
     try:
-        if address is None:
-            ray.init(address="local", num_cpus=cpu_cores(), include_dashboard=False, log_to_driver=False, logging_level=quiet)
-        else:
-            ray.init(address=address, log_to_driver=False, logging_level=quiet)
-    except Exception as exc:  # ConnectionError, TimeoutError, RuntimeError ... from Ray
-        where = f"the Ray cluster at {address}" if address else "a local Ray instance"
-        reason = first_line(exc)
-        raise RayInferError(f"cannot connect to {where}: {reason}") from None
-    data_log = logging.getLogger("ray.data")  # per-dataset INFO chatter; clsx's own log says what runs
-    saved = data_log.level
-    data_log.setLevel(quiet)
-    try:
-        yield ray
+        with warnings.catch_warnings(), _native_log_filter():
+            warnings.filterwarnings("ignore", module=r"ray(\.|$)")
+            for name in _RAY_LOGGERS:
+                logging.getLogger(name).setLevel(logging.ERROR)
+            yield
     finally:
-        data_log.setLevel(saved)
-        ray.shutdown()
+        for name, level in saved.items():
+            logging.getLogger(name).setLevel(level)
+        if env_before is None:
+            os.environ.pop("RAY_BACKEND_LOG_LEVEL", None)
+
+
+#: A line of Ray's C++ log (``[2026-12-06 11:50:42,664 E 7574 7574] core_worker.cc:2465: ...``).
+_RAY_NATIVE_LINE = re.compile(rb"^\[\d{4}-\d\d-\d\d [\d:,.]+ [DIWEF] \d+ \d+\] ")
+
+
+@contextmanager
+def _native_log_filter() -> Iterator[None]:
+    """Drop Ray's C++ log lines from this process's stderr while Ray runs. The core worker writes them
+    straight to file descriptor 2 (even the notice that sets its level), past Python's logging, so fd 2
+    goes through a pipe whose reader passes every other line (clsx's own, Python's) to the real stderr."""
+    sys.stderr.flush()
+    real = os.dup(2)
+    read_end, write_end = os.pipe()
+    os.dup2(write_end, 2)
+    os.close(write_end)
+
+    def pump() -> None:
+        with os.fdopen(read_end, "rb") as src:
+            for line in src:
+                if not _RAY_NATIVE_LINE.match(line):
+                    with contextlib.suppress(OSError):
+                        os.write(real, line)
+
+    reader = threading.Thread(target=pump, name="clsx-ray-stderr", daemon=True)
+    reader.start()
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(real, 2)  # the pipe closes once Ray's processes (which inherited it) have exited
+        reader.join(timeout=5)
+        if not reader.is_alive():
+            os.close(real)
 
 
 @dataclass(frozen=True)

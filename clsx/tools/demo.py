@@ -38,7 +38,7 @@ def run_demo(out: TextIO, *, topk: int = 5, workdir: Path | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="clsx-demo-") as tmp:
         folder = Path(workdir) if workdir is not None else Path(tmp)
         folder.mkdir(parents=True, exist_ok=True)
-        exported = export_onnx(model, folder / f"{model.spec.name}.onnx", verify=False, force=True)
+        exported = export_onnx(model, folder / f"{model.spec.name}.onnx", force=True)  # verified, as `clsx export` does
         runtime = open_runtime(exported.path)
         try:
             classifier = Classifier(runtime)

@@ -136,9 +136,32 @@ void write_row(const clsx::Prediction& p, int k) {
   std::fwrite(row.data(), 1, row.size(), stdout);
 }
 
+constexpr const char* kUsage =
+    "usage: clsx_classify ARTIFACT PATH... [--topk K] [--batch-size N] [--backend aoti|onnxrt|tensorrt] [--threads T] [--device N]\n";
+
 int usage() {
-  std::cerr << "usage: clsx_classify ARTIFACT PATH... [--topk K] [--batch-size N] [--backend aoti|onnxrt|tensorrt] [--threads T]\n";
+  std::cerr << kUsage;
   return 2;
+}
+
+int help() {
+  std::cout << kUsage << "\n"
+            << "Classify images with a clsx artifact and print the CSV `clsx infer` prints: one row per image\n"
+            << "(path, top-k index/label/probability, error), in sorted path order. Preprocessing, labels and\n"
+            << "input size come from the artifact's sidecar (ARTIFACT.json).\n\n"
+            << "  ARTIFACT            model.pt2 (AOTInductor; its sidecar model.pt2.json), model.onnx or model.plan\n"
+            << "                      (when this build has that backend)\n"
+            << "  PATH...             image files or folders (searched recursively)\n"
+            << "  -k, --topk K        classes per row (default 5)\n"
+            << "  -b, --batch-size N  images per inference call (default 32)\n"
+            << "  --backend NAME      aoti, onnxrt or tensorrt (default: from the file's suffix)\n"
+            << "  --threads T         CPU threads of the backend (default: the backend's own)\n"
+            << "  --device N          CUDA device index (tensorrt)\n"
+            << "  -h, --help          this help\n\n"
+            << "Rows go to stdout; warnings, errors and the summary line (images, failures, seconds, img/s, what ran)\n"
+            << "to stderr. Exit status: 0 ok, 1 error (one line), 2 usage.\n"
+            << "A .pt2 package and a TensorRT plan contain code that is loaded and run: use only trusted files.\n";
+  return 0;
 }
 
 }  // namespace
@@ -165,8 +188,7 @@ int main(int argc, char** argv) {
       } else if (a == "--device") {
         options.device = std::stoi(value());
       } else if (a == "-h" || a == "--help") {
-        usage();
-        return 0;
+        return help();
       } else if (a.size() > 1 && a[0] == '-') {
         std::cerr << "clsx_classify: unknown option " << a << "\n";
         return usage();
@@ -214,7 +236,9 @@ int main(int argc, char** argv) {
     }
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     if (images.empty()) std::cerr << "clsx_classify: warning: no images found\n";
-    std::cerr << "clsx_classify: " << images.size() << " images, " << failed << " failed, " << secs << " s [" << clf.describe() << "]\n";
+    char rate[64];
+    std::snprintf(rate, sizeof rate, "%.1f s, %.1f img/s", secs, secs > 0 ? images.size() / secs : 0.0);
+    std::cerr << "clsx_classify: " << images.size() << " images, " << failed << " failed, " << rate << " [" << clf.describe() << "]\n";
   } catch (const clsx::Error& exc) {
     std::cerr << "clsx_classify: error: " << exc.what() << "\n";
     return 1;

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -81,6 +82,7 @@ def test_cpp_classify_prints_the_same_csv_as_clsx_infer(cpp_build, lite0_artifac
         probs = zip(cpp[3:16:3], py[3:16:3])
         assert all(abs(float(a) - float(b)) <= PROB_TOLERANCE for a, b in probs), (cpp, py)
     assert "images, 1 failed" in proc.stderr and "aoti" in proc.stderr
+    assert re.search(r"images, 1 failed, [0-9.]+ s, [0-9.]+ img/s \[", proc.stderr), proc.stderr
 
 
 def test_cpp_classify_topk_above_classes_is_capped(cpp_build, lite0_artifacts, photo):
@@ -133,6 +135,16 @@ def test_cpp_wrong_input_size_in_sidecar_is_an_error(cpp_build, lite0_artifacts,
     proc = subprocess.run([str(cpp_build.classify), str(copied_package), str(photo["coffee"])], capture_output=True, text=True)
     assert proc.returncode == 1 and proc.stdout == ""
     assert "wrong input size" in proc.stderr and "compiled for 3x224x224" in proc.stderr and "3x160x160" in proc.stderr
+
+
+def test_cpp_help_explains_the_program(cpp_build):
+    """--help is a page on stdout (exit 0), not one usage line; a bad option is usage on stderr (exit 2)."""
+    proc = subprocess.run([str(cpp_build.classify), "--help"], capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stderr == ""
+    for needed in ("usage: clsx_classify ARTIFACT PATH...", "--topk", "--backend", "sidecar", "img/s", "trusted"):
+        assert needed in proc.stdout, needed
+    bad = subprocess.run([str(cpp_build.classify), "--nope"], capture_output=True, text=True)
+    assert bad.returncode == 2 and bad.stdout == "" and "unknown option --nope" in bad.stderr
 
 
 def test_cpp_missing_image_path_fails_before_loading(cpp_build, tmp_path):

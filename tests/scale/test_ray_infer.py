@@ -172,6 +172,10 @@ def test_cli_small_case_equals_local_and_does_not_stall(tiny_onnx, hostile_image
     assert len(rows) == 1 + 20 and sum(1 for r in rows[1:] if not r.endswith(",")) == 5  # 15 photos, 5 bad files
     assert "loop.jpg: cannot decode image" in local and "gone.jpg: no such file" in local
     assert "2 workers x (0.5 CPU)" in proc.stderr and "20 images, 5 failed" in proc.stderr
+    # Ray's internals (its C++ core worker's "[... E ...] core_worker.cc" lines, token-auth notices,
+    # Ray Data's warnings) stay off stderr without --verbose: every line there is clsx's own
+    others = [line for line in proc.stderr.splitlines() if not line.startswith("clsx:")]
+    assert not others, others
 
 
 def test_python_api_over_a_uri_equals_local(local_ray, within, tiny_onnx, images):

@@ -17,7 +17,8 @@ def test_demo_onnxruntime_rows_equal_torch_top5(lite0, photos, tmp_path, caplog)
     said = [r.getMessage() for r in caplog.records]
     # its own sample weights map by position by design: no warning; no CLI flag it was never given
     assert [m for r, m in zip(caplog.records, said) if r.levelname == "WARNING"] == []
-    assert not any("--no-verify" in m for m in said)
+    assert not any("--no-verify" in m or "skipped" in m for m in said)
+    assert any(m.startswith("verify onnx fp32") and "-> PASS" in m for m in said)  # verified like clsx export
     assert said[-1].startswith(f"{len(photos)} images, 0 failed, ") and " img/s [onnxruntime " in said[-1]  # the summary
     assert (tmp_path / "tf_efficientnet_lite0.onnx").exists()  # it really went through an exported graph
     rows = list(csv.reader(io.StringIO(out.getvalue())))
