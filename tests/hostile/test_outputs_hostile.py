@@ -243,13 +243,15 @@ def test_sigterm_during_calibration_removes_every_temporary(tiny, images, tmp_pa
 
 def test_sigterm_during_infer_leaves_no_output_and_no_temporary(tiny, tmp_path):
     many = tmp_path / "many"
-    samples.write_photo_variants(many, samples.photo_paths(), per_photo=24, size=64)
+    # photos large enough that decoding them one at a time takes seconds (the tiny model itself runs
+    # 400 small images in 0.3 s: the signal must find the run still writing)
+    samples.write_photo_variants(many, samples.photo_paths(), per_photo=24, size=640)
     out = tmp_path / "rows.csv"
     proc = _start(["infer", str(tiny), str(many), "-o", str(out), "-b", "1", "--workers", "1"])
-    time.sleep(0.5)
     deadline = time.monotonic() + 120
     while not any(p.name.startswith(".rows.csv.") for p in tmp_path.iterdir()) and time.monotonic() < deadline:
-        time.sleep(0.05)  # its temporary exists: rows are being written
+        assert proc.poll() is None, "clsx infer finished before its temporary was seen: the run is too short to signal"
+        time.sleep(0.02)  # its temporary exists: rows are being written
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 128 + signal.SIGTERM, err
