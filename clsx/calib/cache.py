@@ -63,14 +63,10 @@ def load(path: Path, expect: CacheKey, graph: Path | None = None) -> tuple[dict[
 
     Returns ONNX Runtime's ranges payload and the bias-correction input means. A cache that is not
     what :func:`save` writes is one :class:`CalibrationCacheError` line ("tampered or corrupt ...")."""
+    from clsx.core.artifact import read_text_file
     from clsx.core.metadata import check_json_tree, parse_json
 
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise CalibrationCacheError(f"calibration cache {path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CalibrationCacheError(f"calibration cache {path}: unreadable ({getattr(exc, 'strerror', None) or exc})") from None
+    text = read_text_file(path, what="calibration cache", error=CalibrationCacheError)
     where = f"tampered or corrupt calibration cache {path}"
     doc = parse_json(text, where, error=CalibrationCacheError)
     check_json_tree(doc, where, error=CalibrationCacheError)  # depth, and no NaN/Infinity anywhere

@@ -179,6 +179,44 @@ def checked_file(path: str | Path, *, what: str = "artifact") -> Path:
     return p
 
 
+#: The largest text file clsx reads as a document (metadata sidecars, Triton's clsx.json, calibration
+#: caches, label files): 64 MiB, some 50 times a document with a million 30-character labels. A larger
+#: file is refused before it is read, not loaded into memory whole.
+MAX_DOCUMENT_BYTES = 64 << 20
+
+
+def read_text_file(path: str | Path, *, what: str, limit: int = MAX_DOCUMENT_BYTES,
+                   error: type[ClsxError] = ArtifactError) -> str:
+    """The UTF-8 text of a document file: only a regular file (a FIFO, socket or device is refused at
+    once rather than blocking: opened non-blocking and checked with fstat on the descriptor itself), of
+    at most ``limit`` bytes. Any problem is one ``error`` line naming ``what`` and the file."""
+    p = Path(path)
+    try:
+        fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise error(f"{what} {p}: no such file") from None
+    except OSError as exc:
+        raise error(f"{what} {p}: cannot read it ({exc.strerror or exc})") from None
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode) or st.st_size > limit:
+        os.close(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise error(f"{what} {p}: {_kind(st.st_mode)}, not a regular file; refused")
+        raise error(f"{what} {p}: {st.st_size} bytes, more than the {limit >> 20} MiB a document may have; refused")
+    os.set_blocking(fd, True)
+    with os.fdopen(fd, "rb") as f:
+        try:
+            data = f.read(limit + 1)
+        except OSError as exc:
+            raise error(f"{what} {p}: cannot read it ({exc.strerror or exc})") from None
+    if len(data) > limit:  # grew after the fstat
+        raise error(f"{what} {p}: more than the {limit >> 20} MiB a document may have; refused")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise error(f"{what} {p}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+
+
 def checked_sidecar(path: str | Path) -> Path | None:
     """The ``<file>.json`` beside ``path`` when there is one, checked like any named file (a link
     leaving the folder is refused, a folder or FIFO named like it too); None when there is none."""
@@ -201,10 +239,7 @@ def read_sidecar_text(path: str | Path) -> tuple[Path, str] | None:
     side = checked_sidecar(path)
     if side is None:
         return None
-    try:
-        return side, side.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ArtifactError(f"sidecar {side}: cannot read it ({getattr(exc, 'strerror', None) or exc})") from None
+    return side, read_text_file(side, what="sidecar")
 
 
 #: (section, key) of metadata-document entries that name a file beside the artifact.

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from clsx import __version__
-from clsx.core.artifact import check_document_names, checked_file, read_sidecar_text, sidecar_path
+from clsx.core.artifact import check_document_names, checked_file, read_sidecar_text, read_text_file, sidecar_path
 from clsx.core.errors import ClsxError, SpecError
 from clsx.core.spec import LAYOUTS, MAX_NUM_CLASSES, InputFormat, ModelSpec, is_int, show_value
 
@@ -357,8 +357,5 @@ def read_document(path: str | Path) -> dict[str, Any]:
     """A metadata document stored on its own (``<model>/clsx.json`` of a Triton repository), validated
     by :func:`check_document` like every document clsx reads."""
     p = checked_file(path, what="metadata document")
-    try:
-        text = p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise MetadataError(f"{p}: cannot read it ({getattr(exc, 'strerror', None) or exc})") from None
+    text = read_text_file(p, what="metadata document", error=MetadataError)
     return check_document(parse_json(text, str(p)), where=str(p))

@@ -6,6 +6,7 @@ import json
 from functools import cache
 from pathlib import Path
 
+from clsx.core.artifact import read_text_file
 from clsx.core.errors import SpecError
 
 
@@ -20,12 +21,7 @@ def imagenet_labels() -> tuple[str, ...]:
 def read_labels(path: str | Path, num_classes: int | None = None) -> tuple[str, ...]:
     """Read labels from a text file (one per line) or a JSON list; check the count if given."""
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SpecError(f"labels file {p}: no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError(f"labels file {p}: cannot read ({exc})") from None
+    text = read_text_file(p, what="labels file", error=SpecError)
     if p.suffix.lower() == ".json":
         try:
             data = json.loads(text)

@@ -167,3 +167,42 @@ def test_shared_reader_still_reads_plain_artifacts(tmp_path):
     assert checked_onnx(graph) == [graph.parent / "m.onnx.data"]
     assert read_metadata(graph)["model"]["num_classes"] == 10
     assert SECRET not in graph.read_bytes()
+
+
+# ---------------------------------------------------------------------------------------------
+# Documents clsx reads as text (sidecars, label files, calibration caches): regular files of a
+# bounded size only, through core.artifact.read_text_file
+
+
+def test_label_file_that_is_a_fifo_is_refused_without_blocking(tmp_path):
+    graph = tiny_graph(tmp_path / "art")
+    fifo = tmp_path / "labels.txt"
+    os.mkfifo(fifo)
+    image = write_image(tmp_path / "images" / "a.jpg")
+    line = error_line(run_clsx("infer", graph, image, "--labels", fifo, "--random-weights", timeout=60))
+    assert line == f"clsx: error: labels file {fifo}: a FIFO, not a regular file; refused"
+
+
+def test_calibration_cache_that_is_a_fifo_or_a_folder(tmp_path):
+    graph = tiny_graph(tmp_path / "art")
+    image = write_image(tmp_path / "images" / "a.jpg")
+    fifo = tmp_path / "ranges.json"
+    os.mkfifo(fifo)
+    for cache, kind in ((fifo, "a FIFO"), (tmp_path, "a folder")):
+        res = run_clsx("calib", graph, image.parent, "-o", tmp_path / "q.onnx", "--cache", cache, timeout=120)
+        assert res.returncode == 1, res.stderr  # (after the warnings about a one-image folder)
+        assert res.stderr.splitlines()[-1] == f"clsx: error: calibration cache {cache}: {kind}, not a regular file; refused"
+        assert not (tmp_path / "q.onnx").exists()
+
+
+def test_oversized_sidecar_is_refused_before_it_is_read(tmp_path):
+    """A 65 MiB sidecar (sparse: no disk used) is refused from its size, not parsed into memory."""
+    from clsx.core.artifact import MAX_DOCUMENT_BYTES
+
+    plan = tmp_path / "m.plan"  # a plan's document is its sidecar
+    plan.write_bytes(b"not really an engine")
+    side = Path(f"{plan}.json")
+    with open(side, "wb") as f:
+        f.truncate(MAX_DOCUMENT_BYTES + 1)
+    with pytest.raises(ArtifactError, match=rf"^sidecar {side}: {MAX_DOCUMENT_BYTES + 1} bytes, more than the 64 MiB"):
+        read_metadata(plan)

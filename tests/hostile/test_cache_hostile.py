@@ -157,4 +157,4 @@ def test_unparseable_caches_are_one_line(calibrated, tmp_path):
     cache, line = _reuse(calibrated, tmp_path, "[1, 2]")
     assert line == f"calibration cache {cache}: not a clsx calibration cache"
     cache, line = _reuse(calibrated, tmp_path, b"\xff\xfe\x00garbage")
-    assert line.startswith(f"calibration cache {cache}: unreadable (")
+    assert line.startswith(f"calibration cache {cache}: not UTF-8 text (")
