@@ -29,7 +29,7 @@ from clsx import __version__
 from clsx.core.artifact import load_checked_onnx
 from clsx.core.errors import ClsxError
 from clsx.core.files import OutputSet, check_writable, output_path, refuse_existing, sha256_bytes, sha256_file
-from clsx.core.metadata import dumps, read_metadata, sidecar_path
+from clsx.core.metadata import dumps, is_partial, read_metadata_or_graph, sidecar_path
 from clsx.runtimes import trt_lib
 from clsx.runtimes.trt_lib import EngineBuildError
 
@@ -43,8 +43,9 @@ LEGACY_WEAK_TYPING_BEFORE = (10, 12)
 class EngineOptions:
     """How :func:`build_engine` builds (``clsx build``'s flags).
 
-    ``target``: ``auto`` (what is installed; says which), ``tensorrt`` or ``rtx``. The batch axis gets
-    one optimization profile ``min_batch <= opt_batch <= max_batch``. ``compute_capabilities``
+    ``target``: ``auto`` (what is installed; says which), ``tensorrt`` or ``rtx``. A dynamic batch axis
+    gets one optimization profile ``min_batch <= opt_batch <= max_batch`` (``None``: 1, 8 and 32); a
+    graph with a fixed batch N gets the fixed profile N/N/N (other values given are refused). ``compute_capabilities``
     (``sm86``, ``8.9``, ``current`` ...) selects TensorRT-RTX targets; standard TensorRT builds for its
     GPU, or for Ampere and newer with ``hardware_compat="ampere+"``. ``legacy_weak_typing`` is the old
     BuilderFlag.FP16/INT8 path, offered only on standard TensorRT older than 10.12. The values are
@@ -52,9 +53,9 @@ class EngineOptions:
     """
 
     target: str = "auto"
-    min_batch: int = 1
-    opt_batch: int = 8
-    max_batch: int = 32
+    min_batch: int | None = None
+    opt_batch: int | None = None
+    max_batch: int | None = None
     workspace_gb: float | None = None
     timing_cache: Path | str | None = None
     opt_level: int | None = None
@@ -147,7 +148,7 @@ def build_engine(
     req = _check_request(Path(onnx_path), out, opts, force)
     log.info(
         "building %s with %s %s: batch %d/%d/%d (min/opt/max), targets %s",
-        req.onnx_path.name, req.flavour, req.version, opts.min_batch, opts.opt_batch, opts.max_batch,
+        req.onnx_path.name, req.flavour, req.version, *(req.profile[k][0] for k in ("min", "opt", "max")),
         ", ".join(req.cc_targets) or "-",
     )
     with Phase("building the TensorRT engine", log):
@@ -162,11 +163,12 @@ def build_engine(
 def _check_request(onnx_path: Path, out: Path | str | None, opts: EngineOptions, force: bool) -> _Request:
     """Every check a build makes before TensorRT parses anything, in order: the options, the graph,
     the outputs, then the TensorRT flavour and its targets."""
-    _check_build_options(opts.min_batch, opts.opt_batch, opts.max_batch, opts.workspace_gb, opts.opt_level,
-                         opts.hardware_compat)
     graph_input, has_qdq = _inspect_onnx(onnx_path)
+    fixed = graph_input.shape[0] if graph_input.shape and isinstance(graph_input.shape[0], int) and graph_input.shape[0] > 0 else None
+    batches = _profile_batches(opts, fixed)
+    _check_build_options(*batches, opts.workspace_gb, opts.opt_level, opts.hardware_compat)
     doc = _check_document(onnx_path)
-    profile = _batch_profile(onnx_path, graph_input, opts.min_batch, opts.opt_batch, opts.max_batch)
+    profile = _batch_profile(onnx_path, graph_input, *batches)
     target = _output_path(onnx_path, out, force)
     cache_path = Path(opts.timing_cache) if opts.timing_cache is not None else None
     check_writable(target, what="the output")
@@ -182,9 +184,25 @@ def _check_request(onnx_path: Path, out: Path | str | None, opts: EngineOptions,
                     version=version, cc_targets=cc_targets, cc_default=cc_default)
 
 
+def _profile_batches(opts: EngineOptions, fixed: int | None) -> tuple[int, int, int]:
+    """min/opt/max batch: as given, else 1/8/32 for a dynamic batch and N/N/N for a fixed batch N."""
+    given = (opts.min_batch, opts.opt_batch, opts.max_batch)
+    if fixed is not None and all(b is None or b == fixed for b in given):
+        return fixed, fixed, fixed
+    lo = opts.min_batch if opts.min_batch is not None else 1
+    hi = opts.max_batch if opts.max_batch is not None else max(32, lo)
+    opt = opts.opt_batch if opts.opt_batch is not None else min(max(8, lo), hi)
+    return lo, opt, hi
+
+
 def _check_document(onnx_path: Path) -> dict[str, Any]:
-    """The graph's clsx document, when it describes a graph TensorRT can compile."""
-    doc = read_metadata(onnx_path)
+    """The graph's clsx document, when it describes a graph TensorRT can compile. A graph clsx did not
+    make builds too (as trtexec builds it): its sidecar records what the graph says (inputs, outputs,
+    class count), its preprocessing stays null until flags or ``clsx annotate`` supply it."""
+    doc = read_metadata_or_graph(onnx_path)
+    if is_partial(doc):
+        log.info("%s has no clsx metadata: building from the graph alone (the plan's sidecar records its inputs, "
+                 "outputs and class count; pass --preset or the preprocessing flags when running it)", onnx_path.name)
     if doc.get("artifact") not in (None, "onnx"):
         raise ClsxError(f"{onnx_path}: metadata says this is a {doc.get('artifact')} artifact, not an ONNX graph")
     if (doc.get("calibration") or {}).get("target") == "cpu":
