@@ -57,7 +57,7 @@ class ChannelsLast:
                 self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) * 255.0)
 
             def forward(self, x):
-                x = x.permute(0, 3, 1, 2).float()
+                x = x.float().permute(0, 3, 1, 2)  # cast first: TensorRT transposes no uint8 tensor
                 return self.net((x - self.mean) / self.std)
 
         return Pixels().eval()

@@ -283,8 +283,8 @@ def _batch_profile(path: Path, graph_input: _GraphInput, min_batch: int, opt_bat
     if isinstance(batch, int) and batch > 0 and (min_batch, opt_batch, max_batch) != (batch, batch, batch):
         raise ClsxError(
             f"{path}: input {graph_input.name!r} has a fixed batch of {batch} (shape {_fmt(shape)}) but the profile "
-            f"asks for batch {min_batch}..{max_batch}; re-export with a dynamic batch axis, or build with "
-            f"--min-batch {batch} --opt-batch {batch} --max-batch {batch}"
+            f"asks for batch {min_batch}..{max_batch}; re-export with a dynamic batch axis, or leave out --min/--opt/--max-batch (or give "
+            f"--min-batch {batch} --opt-batch {batch} --max-batch {batch})"
         )
     return {k: (b, *rest) for k, b in (("min", min_batch), ("opt", opt_batch), ("max", max_batch))}  # type: ignore[misc]
 

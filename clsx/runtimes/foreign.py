@@ -101,3 +101,13 @@ def _labels(labels: str | Path | None, n: int, preset_model: ModelSpec | None, w
         log.warning("%s: the graph has %d classes, preset %s has %d: its labels are not used (pass --labels)",
                     Path(where).name, n, preset_model.ref, len(preset_model.labels))
     return None
+
+
+def completed_document(doc: Mapping[str, Any], spec: ModelSpec, *, preset: str | None = None) -> dict[str, Any]:
+    """A partial document made whole with ``spec`` (what ``clsx annotate`` writes, and what ``clsx calib``
+    passes on to the INT8 graph): every later command reads it without flags."""
+    from clsx import __version__
+
+    producer = {k: v for k, v in (doc.get("producer") or {}).items() if k != "read_from_graph"}
+    producer["annotated_by"] = f"clsx {__version__}" + (f" --preset {preset}" if preset else "")
+    return {**doc, "model": spec.to_dict(), "producer": producer}

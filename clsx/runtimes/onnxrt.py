@@ -110,9 +110,18 @@ class OnnxRuntime(Runtime):
                 pass
             self.activate()
         return (
-            [_info(a) for a in self._session.get_inputs()],
+            [_info(a, self._layouts().get(a.name)) for a in self._session.get_inputs()],
             [_info(a) for a in self._session.get_outputs()],
         )
+
+    def _layouts(self) -> dict[str, str | None]:
+        """Input name -> layout, as the document (or the graph itself) says; the session does not."""
+        from clsx.core.metadata import MetadataError
+
+        try:
+            return {t.name: t.layout for t in io_from_document(self.metadata())[0]}
+        except MetadataError:
+            return {}
 
     # -- session ---------------------------------------------------------------------------------
 
@@ -244,6 +253,6 @@ class OnnxRuntime(Runtime):
         return f"onnxruntime {ort.__version__}, {self.target.name}, providers {', '.join(loaded)}{note}, {threads} intra-op threads"
 
 
-def _info(arg: Any) -> TensorInfo:
+def _info(arg: Any, layout: str | None = None) -> TensorInfo:
     shape = tuple(d if isinstance(d, (int, str)) else "?" for d in (arg.shape or ()))
-    return TensorInfo(arg.name, shape, _ORT_DTYPES.get(arg.type, arg.type))
+    return TensorInfo(arg.name, shape, _ORT_DTYPES.get(arg.type, arg.type), layout)

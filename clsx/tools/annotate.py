@@ -18,14 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from clsx import __version__
 from clsx.core.artifact import checked_onnx
 from clsx.core.errors import ClsxError
 from clsx.core.files import OutputSet, output_path, refuse_existing, check_writable
 from clsx.core.metadata import check_document, dumps, embed_in_onnx, is_partial, read_metadata_or_graph, sidecar_path
 from clsx.core.spec import PreprocessOverrides
 from clsx.core.graph_io import read_graph_io
-from clsx.runtimes.foreign import spec_for_graph
+from clsx.runtimes.foreign import completed_document, spec_for_graph
 
 log = logging.getLogger(__name__)
 
@@ -49,11 +48,7 @@ def annotated_document(graph: Path, *, preset: str | None = None,
     if not is_partial(doc):
         raise ClsxError(f"{graph} already carries clsx metadata (clsx info {graph} shows it); nothing to annotate")
     spec = spec_for_graph(doc, where=str(graph), preset=preset, overrides=preprocess, labels=labels)
-    producer = {**(doc.get("producer") or {}), "annotated_by": f"clsx {__version__}"}
-    producer.pop("read_from_graph", None)
-    if preset:
-        producer["preset"] = preset
-    full = {**doc, "model": spec.to_dict(), "producer": producer}
+    full = completed_document(doc, spec, preset=preset)
     io = read_graph_io(graph)
     return check_document(full, where=str(graph), graph_input=io.input_shape)
 
