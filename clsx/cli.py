@@ -325,6 +325,7 @@ def build_cmd(
     version_compatible: VersionCompatOpt = False,
     compute_capability: ComputeCapOpt = None,
     legacy_weak_typing: LegacyWeakOpt = False,
+    input_size: Annotated[Optional[str], typer.Option("--input-size", help="For a graph with dynamic height/width: the image size the engine is built for (S, HxW or CxHxW).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing plan.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the sidecar's tensorrt section as JSON on stdout.")] = False,
 ) -> None:
@@ -334,9 +335,11 @@ def build_cmd(
     """
     from clsx.exporter.engine import build_engine
 
+    from clsx.core.spec import parse_input_size
+
     options = engine_options(target, min_batch, opt_batch, max_batch, workspace, timing_cache, opt_level,
                              hardware_compat, version_compatible, compute_capability, legacy_weak_typing)
-    res = build_engine(onnx_file, out, options, force=force)
+    res = build_engine(onnx_file, out, options, force=force, input_size=parse_input_size(input_size) if input_size else None)
     if as_json:
         typer.echo(json.dumps({"path": str(res.path), "sidecar": str(res.sidecar), **res.metadata["tensorrt"]}, indent=2))
     else:

@@ -63,6 +63,7 @@ class EngineOptions:
     version_compatible: bool = False
     compute_capabilities: tuple[str, ...] | None = None  # any iterable is kept as a tuple
     legacy_weak_typing: bool = False
+    input_size: tuple[int, int, int] | None = None  # (C, H, W) for a graph whose height/width are dynamic
 
     def __post_init__(self) -> None:
         if self.compute_capabilities is not None and not isinstance(self.compute_capabilities, tuple):
@@ -168,7 +169,7 @@ def _check_request(onnx_path: Path, out: Path | str | None, opts: EngineOptions,
     batches = _profile_batches(opts, fixed)
     _check_build_options(*batches, opts.workspace_gb, opts.opt_level, opts.hardware_compat)
     doc = _check_document(onnx_path)
-    profile = _batch_profile(onnx_path, graph_input, *batches)
+    profile = _batch_profile(onnx_path, _with_image_size(onnx_path, graph_input, opts.input_size), *batches)
     target = _output_path(onnx_path, out, force)
     cache_path = Path(opts.timing_cache) if opts.timing_cache is not None else None
     check_writable(target, what="the output")
@@ -267,6 +268,23 @@ def _inspect_onnx(path: Path) -> tuple[_GraphInput, bool]:
     return _GraphInput(inputs[0].name, tuple(dims)), has_qdq
 
 
+def _with_image_size(path: Path, graph_input: _GraphInput, input_size: tuple[int, int, int] | None) -> _GraphInput:
+    """The graph's input with its dynamic channel/height/width axes fixed to ``input_size`` (``--input-size``),
+    in the graph's own layout (NCHW or NHWC); as it is when none is given."""
+    shape = graph_input.shape
+    if input_size is None or len(shape) != 4:
+        return graph_input
+    from clsx.core.graph_io import layout_of
+    from clsx.core.spec import InputFormat
+
+    layout = layout_of(tuple(d if d is not None else "?" for d in shape), where=str(path), name=graph_input.name)
+    want = InputFormat(layout=layout).batch_shape(1, input_size)[1:]
+    if any(isinstance(d, int) and d != w for d, w in zip(shape[1:], want)):
+        raise ClsxError(f"{path}: --input-size {'x'.join(map(str, input_size))} does not fit input {graph_input.name!r} "
+                        f"of shape {_fmt(shape)}")
+    return _GraphInput(graph_input.name, (shape[0], *want))
+
+
 def _batch_profile(path: Path, graph_input: _GraphInput, min_batch: int, opt_batch: int,
                    max_batch: int) -> dict[str, tuple[int, ...]]:
     """min/opt/max shapes for the batch axis; every other axis must be fixed."""
@@ -277,7 +295,7 @@ def _batch_profile(path: Path, graph_input: _GraphInput, min_batch: int, opt_bat
     if any(not isinstance(d, int) or d < 1 for d in rest):
         raise ClsxError(
             f"{path}: only the batch axis may be dynamic, input {graph_input.name!r} has shape {_fmt(shape)}; "
-            "re-export with a fixed input size"
+            "pass --input-size to fix the image size of the engine, or re-export with a fixed input size"
         )
     batch = shape[0]
     if isinstance(batch, int) and batch > 0 and (min_batch, opt_batch, max_batch) != (batch, batch, batch):
@@ -494,6 +512,9 @@ def _sidecar_document(req: _Request, built: _Built) -> dict[str, Any]:
     """The ONNX's document, re-labelled as the plan's, with the ``tensorrt`` section."""
     opts = req.options
     doc = dict(req.doc)
+    if opts.input_size is not None and doc.get("inputs"):  # the engine's image size, fixed by --input-size
+        doc["inputs"] = [{**doc["inputs"][0], "shape": [doc["inputs"][0]["shape"][0], *req.profile["max"][1:]]},
+                         *doc["inputs"][1:]]
     doc.update(
         clsx_version=__version__,
         artifact="tensorrt",

@@ -6,48 +6,19 @@ each case costs milliseconds; the real foreign graphs are in tests/tools/test_fo
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 onnx = pytest.importorskip("onnx")
-from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from foreign_graphs import tiny_graph as _graph  # noqa: E402
 
 from clsx.core.errors import ClsxError  # noqa: E402
 from clsx.core.graph_io import graph_document, layout_of, read_graph_io  # noqa: E402
 from clsx.core.metadata import MetadataError, PreprocessUnknownError, check_document, is_partial, read_metadata_or_graph, spec_of  # noqa: E402
-
-_TYPES = {"float32": TensorProto.FLOAT, "float16": TensorProto.FLOAT16, "uint8": TensorProto.UINT8, "int64": TensorProto.INT64}
-
-
-def _graph(path: Path, shape, *, dtype="float32", classes=10, extra_input=False, out_shape=None, external=False) -> Path:
-    """input -> (Cast) -> Transpose to NCHW when channels-last -> GlobalAveragePool -> Flatten -> MatMul(C x classes)."""
-    layout = "NHWC" if isinstance(shape[3], int) and shape[3] in (1, 3) and shape[1] not in (1, 3) else "NCHW"
-    c = shape[3] if layout == "NHWC" else shape[1]
-    c = c if isinstance(c, int) else 3
-    nodes, x = [], "image"
-    if dtype != "float32":
-        nodes.append(helper.make_node("Cast", [x], ["xf"], to=TensorProto.FLOAT))
-        x = "xf"
-    if layout == "NHWC":
-        nodes.append(helper.make_node("Transpose", [x], ["xt"], perm=[0, 3, 1, 2]))
-        x = "xt"
-    nodes += [helper.make_node("GlobalAveragePool", [x], ["pooled"]), helper.make_node("Flatten", ["pooled"], ["flat"]),
-              helper.make_node("MatMul", ["flat", "w"], ["logits"])]
-    w = numpy_helper.from_array(np.random.default_rng(0).standard_normal((c, classes)).astype(np.float32), "w")
-    inputs = [helper.make_tensor_value_info("image", _TYPES[dtype], list(shape))]
-    if extra_input:
-        inputs.append(helper.make_tensor_value_info("mask", TensorProto.FLOAT, [1]))
-    out = helper.make_tensor_value_info("logits", TensorProto.FLOAT, out_shape or [shape[0], classes])
-    model = helper.make_model(helper.make_graph(nodes, "g", inputs, [out], [w]), producer_name="elsewhere",
-                              opset_imports=[helper.make_opsetid("", 17)])
-    if external:
-        onnx.save_model(model, str(path), save_as_external_data=True, location=path.name + ".bin", size_threshold=0)
-    else:
-        onnx.save_model(model, str(path))
-    return path
-
 
 @pytest.mark.parametrize("shape, layout", [
     ((1, 3, 224, 224), "NCHW"), (("N", 3, 32, 48), "NCHW"), (("N", 224, 224, 3), "NHWC"), ((8, 1, 28, 28), "NCHW"),
