@@ -22,6 +22,11 @@ Document (schema 1)::
       "external_data": {"file", "bytes", "sha256"}  # only an ONNX graph of 2 GiB or more: its weights file beside it
     }
 
+A *partial* document (``model.preprocess`` null, ``model.num_classes`` possibly null) describes a graph
+clsx did not make: what its own signature says (:func:`clsx.core.graph_io.graph_document`), or the
+sidecar of a plan built from it. :func:`spec_of` refuses it with the one line that lists the options
+supplying preprocessing (:data:`PREPROCESS_OPTIONS`); :mod:`clsx.runtimes.foreign` completes it.
+
 Readers accept any document whose ``schema_version`` is not newer than :data:`SCHEMA_VERSION`, once
 :func:`check_document` (the one validator every document read from a file goes through: ONNX
 metadata, sidecars, Triton's ``clsx.json``) has found it well-formed: types, finite numbers, nesting

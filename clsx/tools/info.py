@@ -162,7 +162,9 @@ def describe(path: str | Path, doc: Mapping[str, Any]) -> str:
     ]
     rows += [("input", _shape(e)) for e in doc.get("inputs", [])]
     rows += [("output", _shape(e)) for e in doc.get("outputs", [])]
-    rows.append(("preprocess", f"MISSING: pass {PREPROCESS_OPTIONS}" if partial else _preprocess(model.get("preprocess", {}))))
+    pixels = ((doc.get("inputs") or [{}])[0].get("dtype") == "uint8") and not partial
+    rows.append(("preprocess", f"MISSING: pass {PREPROCESS_OPTIONS}" if partial else _preprocess(model.get("preprocess", {}))
+                 + ("; uint8 input: the host stops at the pixels, the graph normalizes" if pixels else "")))
     if labels:
         rows.append(("labels", f"{len(labels)}: " + ", ".join(labels[:3]) + (", ..." if len(labels) > 3 else "")))
     else:
