@@ -384,7 +384,7 @@ def doctor_cmd(
 
 @app.command("infer")
 def infer_cmd(
-    artifact: Annotated[str, typer.Argument(help="model.onnx, model.plan, or a model name (runs on torch); NAME@BACKEND picks the backend.", show_default=False)],
+    artifact: Annotated[str, typer.Argument(help="model.onnx (clsx's, or any graph with --preset/flags), model.plan, or a model name (runs on torch); NAME@BACKEND picks the backend.", show_default=False)],
     paths: Annotated[list[str], typer.Argument(help="Image files and/or folders (searched recursively); with --ray also URIs (s3://, gs://, file://).", show_default=False)],
     topk: Annotated[int, typer.Option("--topk", "-k", min=1, help="Classes per image.")] = 5,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Images per inference call.")] = 32,
@@ -675,7 +675,7 @@ def _batch_list(text: str, flag: str) -> list[int]:
 
 @app.command("triton-repo")
 def triton_repo_cmd(
-    artifacts: Annotated[list[Path], typer.Argument(help="Artifacts clsx wrote: .onnx graphs and/or .plan engines (with their .json sidecars).", show_default=False)],
+    artifacts: Annotated[list[Path], typer.Argument(help=".onnx graphs (clsx's or any other: names, dtypes and dims come from the graph) and/or .plan engines (with their .json sidecars).", show_default=False)],
     repo: Annotated[Path, typer.Option("--output", "-o", help="Model repository folder (created if needed; other models in it are kept).", show_default=False)],
     names: Annotated[Optional[list[str]], typer.Option("--name", help="Model name, once per artifact in order (default: the file name without suffix).")] = None,
     max_batch: Annotated[Optional[int], typer.Option("--max-batch", min=1, help="max_batch_size (default: the engine profile's maximum; for ONNX the export's, else 32).")] = None,
@@ -686,7 +686,7 @@ def triton_repo_cmd(
     force: Annotated[bool, typer.Option("--force", help="Replace model folders that exist.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list of the models written instead of their folders.")] = False,
 ) -> None:
-    """Write a Triton Inference Server model repository: one model per artifact, config.pbtxt and labels from its metadata."""
+    """Write a Triton Inference Server model repository: one model per artifact, config.pbtxt and labels from its metadata (or, for a graph clsx did not make, from the graph; a fixed batch N > 1 is served with max_batch_size 0)."""
     from clsx.scale.triton_repo import write_triton_repository
 
     models = write_triton_repository(artifacts, repo, names=names, max_batch=max_batch, dynamic_batching=dynamic_batching,
