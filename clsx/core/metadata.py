@@ -68,7 +68,7 @@ class NoMetadataError(MetadataError):
     """An artifact with no clsx document at all (inside or beside it)."""
 
 
-class PreprocessUnknownError(MetadataError):
+class PreprocessUnknownError(MetadataError, SpecError):
     """A graph (or a plan built from one) whose document does not say how images are preprocessed."""
 
 
