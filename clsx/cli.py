@@ -164,9 +164,15 @@ MeanOpt = Annotated[Optional[str], typer.Option("--mean", help="Per-channel mean
 StdOpt = Annotated[Optional[str], typer.Option("--std", help="Per-channel std, comma-separated.")]
 InterpOpt = Annotated[Optional[str], typer.Option("--interpolation", help="Resize filter: bilinear, bicubic, nearest, lanczos, box, hamming.")]
 CropPctOpt = Annotated[Optional[float], typer.Option("--crop-pct", help="Center-crop fraction: the shorter side is resized to size/crop_pct.")]
+ResizeSizeOpt = Annotated[Optional[int], typer.Option("--resize-size", min=1, help="Shorter side before the center crop, in pixels (instead of --crop-pct).")]
+ChannelOrderOpt = Annotated[Optional[str], typer.Option("--channel-order", help="RGB or BGR.")]
+InputRangeOpt = Annotated[Optional[float], typer.Option("--input-range", help="Pixel scale before mean/std: 1 ([0,1]) or 255 ([0,255]).")]
+PresetOpt = Annotated[Optional[str], typer.Option("--preset", help="For an ONNX graph clsx did not make: borrow a known model's eval preprocessing and labels (e.g. timm:tf_efficientnet_lite0, tv:resnet50); preprocessing flags beat it.")]
 
 
-def preprocess_overrides(input_size: str | None, mean: str | None, std: str | None, interpolation: str | None, crop_pct: float | None):
+def preprocess_overrides(input_size: str | None, mean: str | None, std: str | None, interpolation: str | None,
+                         crop_pct: float | None, resize_size: int | None = None, channel_order: str | None = None,
+                         input_range: float | None = None):
     """CLI preprocessing flags -> PreprocessOverrides (the highest-precedence layer)."""
     from clsx.core.spec import PreprocessOverrides, parse_floats, parse_input_size
 
@@ -176,7 +182,17 @@ def preprocess_overrides(input_size: str | None, mean: str | None, std: str | No
         std=parse_floats(std, what="--std") if std else None,
         interpolation=interpolation.lower() if interpolation else None,
         crop_pct=crop_pct,
+        resize_size=resize_size,
+        channel_order=channel_order.upper() if channel_order else None,
+        input_range=input_range,
     )
+
+
+def graph_options(preset: str | None, labels: Path | None, *flags: Any) -> dict[str, Any]:
+    """``--preset``, ``--labels`` and the preprocessing flags as :func:`clsx.open` options (those given)."""
+    overrides = preprocess_overrides(*flags)
+    opts = {"preset": preset, "labels": labels, "preprocess": overrides if overrides.as_dict() else None}
+    return {k: v for k, v in opts.items() if v is not None}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -220,7 +236,7 @@ def demo_cmd(
 
 @app.command("calib")
 def calib_cmd(
-    model: Annotated[Path, typer.Argument(help="FP32 ONNX graph (clsx metadata inside gives its preprocessing).", show_default=False)],
+    model: Annotated[Path, typer.Argument(help="FP32 ONNX graph: clsx metadata inside gives its preprocessing; any other graph takes --preset or the preprocessing flags.", show_default=False)],
     images: Annotated[Path, typer.Argument(help="Folder of calibration images (searched recursively).", show_default=False)],
     out: Annotated[Optional[str], typer.Option("--output", "-o", metavar=PATH_METAVAR, help="Output file, or a folder (DIR/: created if missing) for MODEL.int8.onnx (default: beside MODEL).")] = None,
     method: Annotated[str, typer.Option("--method", help="minmax (fastest), entropy or percentile.")] = "minmax",
@@ -240,6 +256,11 @@ def calib_cmd(
     std: StdOpt = None,
     interpolation: InterpOpt = None,
     crop_pct: CropPctOpt = None,
+    resize_size: ResizeSizeOpt = None,
+    channel_order: ChannelOrderOpt = None,
+    input_range: InputRangeOpt = None,
+    preset: PresetOpt = None,
+    labels: LabelsOpt = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing output.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the calibration summary as JSON on stdout.")] = False,
 ) -> None:
@@ -250,7 +271,8 @@ def calib_cmd(
         method=method, target=for_, reduce_range=reduce_range, bias_correction=not no_bias_correction,
         num=num, batch=batch, seed=seed, cache=cache, eval_dir=eval_dir,
         eval_num=eval_num, min_top1=min_top1, max_float_layers=max_float_layers,
-        preprocess=preprocess_overrides(input_size, mean, std, interpolation, crop_pct),
+        preprocess=preprocess_overrides(input_size, mean, std, interpolation, crop_pct, resize_size, channel_order, input_range),
+        preset=preset, labels=labels,
     )
     res = calibrate(model, images, out, options, force=force)
     if as_json:
@@ -261,9 +283,9 @@ def calib_cmd(
 
 # Engine build options, shared by `clsx build` and `clsx export --engine` (fields of EngineOptions).
 TargetOpt = Annotated[str, typer.Option("--target", help="auto (what is installed; says which), tensorrt or rtx.")]
-MinBatchOpt = Annotated[int, typer.Option("--min-batch", min=1, help="Smallest batch of the engine's profile.")]
-OptBatchOpt = Annotated[int, typer.Option("--opt-batch", min=1, help="Batch the engine is tuned for.")]
-MaxBatchOpt = Annotated[int, typer.Option("--max-batch", min=1, help="Largest batch of the engine's profile.")]
+MinBatchOpt = Annotated[Optional[int], typer.Option("--min-batch", min=1, help="Smallest batch of the engine's profile (default 1; a fixed-batch graph: its batch).")]
+OptBatchOpt = Annotated[Optional[int], typer.Option("--opt-batch", min=1, help="Batch the engine is tuned for (default 8; a fixed-batch graph: its batch).")]
+MaxBatchOpt = Annotated[Optional[int], typer.Option("--max-batch", min=1, help="Largest batch of the engine's profile (default 32; a fixed-batch graph: its batch).")]
 WorkspaceOpt = Annotated[Optional[float], typer.Option("--workspace", help="Workspace memory-pool limit in GB (default: TensorRT's).")]
 TimingCacheOpt = Annotated[Optional[Path], typer.Option("--timing-cache", help="Timing cache file: loaded when it exists, saved after the build (standard TensorRT; TensorRT-RTX has none).")]
 OptLevelOpt = Annotated[Optional[int], typer.Option("--opt-level", min=0, max=5, help="Builder optimization level 0-5 (default: TensorRT's, 3).")]
@@ -273,7 +295,7 @@ ComputeCapOpt = Annotated[Optional[str], typer.Option("--compute-capability", he
 LegacyWeakOpt = Annotated[bool, typer.Option("--legacy-weak-typing", help="LEGACY, standard TensorRT < 10.12 only: BuilderFlag.FP16/INT8 instead of the graph's own precision.")]
 
 
-def engine_options(target: str, min_batch: int, opt_batch: int, max_batch: int, workspace: float | None,
+def engine_options(target: str, min_batch: int | None, opt_batch: int | None, max_batch: int | None, workspace: float | None,
                    timing_cache: Path | None, opt_level: int | None, hardware_compat: str, version_compatible: bool,
                    compute_capability: str | None, legacy_weak_typing: bool):
     """Engine CLI flags -> clsx.exporter.engine.EngineOptions."""
@@ -290,12 +312,12 @@ def engine_options(target: str, min_batch: int, opt_batch: int, max_batch: int, 
 
 @app.command("build")
 def build_cmd(
-    onnx_file: Annotated[Path, typer.Argument(help="ONNX graph written by clsx (FP32, FP16 or INT8 Q/DQ).", show_default=False)],
+    onnx_file: Annotated[Path, typer.Argument(help="ONNX graph: clsx's (FP32, FP16 or INT8 Q/DQ) or any other (no preprocessing needed to build).", show_default=False)],
     out: Annotated[Optional[str], typer.Option("--output", "-o", metavar=PATH_METAVAR, help="Plan file, or a folder (DIR/: created if missing) for MODEL.plan (default: beside the ONNX); its sidecar is PLAN.json.")] = None,
     target: TargetOpt = "auto",
-    min_batch: MinBatchOpt = 1,
-    opt_batch: OptBatchOpt = 8,
-    max_batch: MaxBatchOpt = 32,
+    min_batch: MinBatchOpt = None,
+    opt_batch: OptBatchOpt = None,
+    max_batch: MaxBatchOpt = None,
     workspace: WorkspaceOpt = None,
     timing_cache: TimingCacheOpt = None,
     opt_level: OptLevelOpt = None,
@@ -303,19 +325,50 @@ def build_cmd(
     version_compatible: VersionCompatOpt = False,
     compute_capability: ComputeCapOpt = None,
     legacy_weak_typing: LegacyWeakOpt = False,
+    input_size: Annotated[Optional[str], typer.Option("--input-size", help="For a graph with dynamic height/width: the image size the engine is built for (S, HxW or CxHxW).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing plan.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the sidecar's tensorrt section as JSON on stdout.")] = False,
 ) -> None:
-    """Compile an ONNX graph into a TensorRT engine (strongly typed: precision comes from the graph); prints the plan path."""
+    """Compile an ONNX graph into a TensorRT engine (strongly typed: precision comes from the graph); prints the plan path.
+
+    Any valid ONNX graph builds: a dynamic batch gets the profile --min/--opt/--max-batch (default 1/8/32), a fixed batch N the profile N/N/N.
+    """
     from clsx.exporter.engine import build_engine
+
+    from clsx.core.spec import parse_input_size
 
     options = engine_options(target, min_batch, opt_batch, max_batch, workspace, timing_cache, opt_level,
                              hardware_compat, version_compatible, compute_capability, legacy_weak_typing)
-    res = build_engine(onnx_file, out, options, force=force)
+    res = build_engine(onnx_file, out, options, force=force, input_size=parse_input_size(input_size) if input_size else None)
     if as_json:
         typer.echo(json.dumps({"path": str(res.path), "sidecar": str(res.sidecar), **res.metadata["tensorrt"]}, indent=2))
     else:
         typer.echo(str(res.path))
+
+
+@app.command("annotate")
+def annotate_cmd(
+    graph: Annotated[Path, typer.Argument(help="An ONNX graph clsx did not make (timm's onnx_export, torch.onnx.export, a model zoo download ...).", show_default=False)],
+    out: Annotated[Optional[str], typer.Option("--output", "-o", metavar=PATH_METAVAR, help="New graph with the document inside, or a folder (DIR/: created if missing) for GRAPH.clsx.onnx (default: beside GRAPH).")] = None,
+    sidecar: Annotated[bool, typer.Option("--sidecar", help="Write the document beside GRAPH as GRAPH.json instead (GRAPH stays untouched).")] = False,
+    preset: PresetOpt = None,
+    labels: LabelsOpt = None,
+    input_size: InputSizeOpt = None,
+    mean: MeanOpt = None,
+    std: StdOpt = None,
+    interpolation: InterpOpt = None,
+    crop_pct: CropPctOpt = None,
+    resize_size: ResizeSizeOpt = None,
+    channel_order: ChannelOrderOpt = None,
+    input_range: InputRangeOpt = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing output.")] = False,
+) -> None:
+    """Write the clsx document (preprocessing, labels, inputs, outputs) into a foreign ONNX graph once, checked against the graph; afterwards every command runs it without flags. Prints the file written."""
+    from clsx.tools.annotate import annotate
+
+    opts = graph_options(preset, labels, input_size, mean, std, interpolation, crop_pct, resize_size, channel_order, input_range)
+    res = annotate(graph, out, sidecar=sidecar, force=force, **opts)
+    typer.echo(str(res.path))
 
 
 @app.command("doctor")
@@ -331,7 +384,7 @@ def doctor_cmd(
 
 @app.command("infer")
 def infer_cmd(
-    artifact: Annotated[str, typer.Argument(help="model.onnx, model.plan, or a model name (runs on torch); NAME@BACKEND picks the backend.", show_default=False)],
+    artifact: Annotated[str, typer.Argument(help="model.onnx (clsx's, or any graph with --preset/flags), model.plan, or a model name (runs on torch); NAME@BACKEND picks the backend.", show_default=False)],
     paths: Annotated[list[str], typer.Argument(help="Image files and/or folders (searched recursively); with --ray also URIs (s3://, gs://, file://).", show_default=False)],
     topk: Annotated[int, typer.Option("--topk", "-k", min=1, help="Classes per image.")] = 5,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Images per inference call.")] = 32,
@@ -352,6 +405,10 @@ def infer_cmd(
     std: StdOpt = None,
     interpolation: InterpOpt = None,
     crop_pct: CropPctOpt = None,
+    resize_size: ResizeSizeOpt = None,
+    channel_order: ChannelOrderOpt = None,
+    input_range: InputRangeOpt = None,
+    preset: PresetOpt = None,
     ray: Annotated[bool, typer.Option("--ray", help="Run on Ray Data (the ray extra): read tasks + an actor pool of classifiers; the same rows.")] = False,
     address: Annotated[Optional[str], typer.Option("--address", help="--ray: cluster to join (auto, HOST:PORT, ray://HOST:PORT); default: a local Ray on this machine.")] = None,
     num_workers: Annotated[Optional[int], typer.Option("--num-workers", min=1, help="--ray: classifier actors (default: one per --gpus-per-worker GPUs, else one per 2 CPUs).")] = None,
@@ -359,11 +416,12 @@ def infer_cmd(
 ) -> None:
     """Classify images: one row per image (path, top-k index/label/probability, error), in sorted path order.
 
-    Rows stream to stdout as batches finish; logs, progress (TTY only) and a summary go to stderr.
+    Rows stream to stdout as batches finish; logs, progress (TTY only) and a summary go to stderr. An ONNX graph clsx did not make takes --preset MODEL or the preprocessing flags (its input size defaults from the graph); the values chosen go to stderr.
     Unreadable images get a row with the reason in the error column; exit status 0 unless --strict.
     """
-    overrides = preprocess_overrides(input_size, mean, std, interpolation, crop_pct)
-    open_kw: dict[str, Any] = {"preprocess": overrides if overrides.as_dict() else None, "labels": labels}
+    open_kw: dict[str, Any] = {"preprocess": None, "labels": None,
+                               **graph_options(preset, labels, input_size, mean, std, interpolation, crop_pct, resize_size,
+                                               channel_order, input_range)}
     model_opts = {"weights": weights, "pretrained": pretrained, "num_classes": num_classes, "random_weights": random_weights}
     open_kw.update({k: v for k, v in model_opts.items() if v})
     common = dict(output=output, force=force, strict=strict, topk=topk, fmt=fmt.lower(), batch_size=batch_size, backend=backend, device=device)
@@ -408,9 +466,9 @@ def export_cmd(
     int8_min_top1: Annotated[Optional[float], typer.Option("--int8-min-top1", help="Accuracy gate of --int8 (see `clsx calib --min-top1`).")] = None,
     engine: Annotated[bool, typer.Option("--engine", help="Also compile a TensorRT engine from the final graph (INT8 > FP16 > FP32).")] = False,
     target: TargetOpt = "auto",
-    min_batch: MinBatchOpt = 1,
-    opt_batch: OptBatchOpt = 8,
-    engine_max_batch: Annotated[int, typer.Option("--engine-max-batch", min=1, help="Largest batch of the engine's profile.")] = 32,
+    min_batch: MinBatchOpt = None,
+    opt_batch: OptBatchOpt = None,
+    engine_max_batch: Annotated[Optional[int], typer.Option("--engine-max-batch", min=1, help="Largest batch of the engine's profile (default 32).")] = None,
     workspace: WorkspaceOpt = None,
     timing_cache: TimingCacheOpt = None,
     opt_level: OptLevelOpt = None,
@@ -448,14 +506,17 @@ def export_cmd(
 
 @app.command("info")
 def info_cmd(
-    artifact: Annotated[Path, typer.Argument(help="An artifact clsx wrote: .onnx (metadata inside) or any file with a <file>.json sidecar.", show_default=False)],
+    artifact: Annotated[Path, typer.Argument(help="An artifact: .onnx (clsx metadata inside, or any ONNX graph) or any file with a <file>.json sidecar.", show_default=False)],
     as_json: Annotated[bool, typer.Option("--json", help="Print the metadata document as JSON.")] = False,
 ) -> None:
-    """Print an artifact's clsx metadata: model, preprocessing, precision, I/O, producer, verification."""
-    from clsx.tools.info import describe
-    from clsx.core.metadata import dumps, read_metadata
+    """Print an artifact's clsx metadata: model, preprocessing, precision, I/O, producer, verification.
 
-    doc = read_metadata(artifact)
+    For an ONNX graph clsx did not make: what the graph says (input name, dtype, layout, batch axis, output, class count, external data) and what is missing.
+    """
+    from clsx.tools.info import describe
+    from clsx.core.metadata import dumps, read_metadata_or_graph
+
+    doc = read_metadata_or_graph(artifact)
     typer.echo(dumps(doc).rstrip("\n") if as_json else describe(artifact, doc))
 
 
@@ -479,10 +540,20 @@ def parity_cmd(
     pretrained: PretrainedOpt = False,
     random_weights: RandomWeightsOpt = False,
     num_classes: NumClassesOpt = None,
+    preset: PresetOpt = None,
+    labels: LabelsOpt = None,
+    input_size: InputSizeOpt = None,
+    mean: MeanOpt = None,
+    std: StdOpt = None,
+    interpolation: InterpOpt = None,
+    crop_pct: CropPctOpt = None,
+    resize_size: ResizeSizeOpt = None,
+    channel_order: ChannelOrderOpt = None,
+    input_range: InputRangeOpt = None,
 ) -> None:
     """Label-free agreement of candidates with a reference on real images: top-1, top-k membership and overlap, logit differences, KL.
 
-    Every artifact sees the tensors its own metadata describes (the same tensors wherever the preprocessing matches; a difference is warned about). Unreadable images and per-image candidate failures are listed, never dropped silently. --weights/--pretrained/--num-classes apply to model names (torch).
+    Every artifact sees the tensors its own metadata describes (the same tensors wherever the preprocessing matches; a difference is warned about). Unreadable images and per-image candidate failures are listed, never dropped silently. --weights/--pretrained/--num-classes apply to model names (torch); --preset, --labels and the preprocessing flags to ONNX graphs clsx did not make (clsx's artifacts keep their own).
 
     Exit status 3 when a --min-* gate is missed; 1 when the artifacts are not comparable (class counts or labels differ) or there are no images.
     """
@@ -495,6 +566,7 @@ def parity_cmd(
         thresholds=Thresholds(min_top1=min_top1, min_topk=min_top5), input_mode="shared" if shared_input else "own",
         device=device, model_opts={"weights": weights, "pretrained": pretrained, "num_classes": num_classes,
                                    "random_weights": random_weights},
+        graph_opts=graph_options(preset, labels, input_size, mean, std, interpolation, crop_pct, resize_size, channel_order, input_range),
     )
     typer.echo(json.dumps(report.to_dict(), indent=2) if as_json else report.format_table(), nl=as_json)
     if flips is not None:
@@ -562,10 +634,20 @@ def bench_cmd(
     pretrained: PretrainedOpt = False,
     random_weights: RandomWeightsOpt = False,
     num_classes: NumClassesOpt = None,
+    preset: PresetOpt = None,
+    labels: LabelsOpt = None,
+    input_size: InputSizeOpt = None,
+    mean: MeanOpt = None,
+    std: StdOpt = None,
+    interpolation: InterpOpt = None,
+    crop_pct: CropPctOpt = None,
+    resize_size: ResizeSizeOpt = None,
+    channel_order: ChannelOrderOpt = None,
+    input_range: InputRangeOpt = None,
 ) -> None:
     """Latency (p50/p90/p99) and throughput per artifact and batch size, model-only and (with --images) end to end.
 
-    Artifacts are interleaved round by round, so their ratios (vs_first: throughput relative to the first artifact) compare runs that saw the same machine load. GPU timings synchronize the device around each call. What actually ran goes to stderr.
+    ONNX graphs clsx did not make take --preset or the preprocessing flags (for --images; model-only timing needs none). Artifacts are interleaved round by round, so their ratios (vs_first: throughput relative to the first artifact) compare runs that saw the same machine load. GPU timings synchronize the device around each call. What actually ran goes to stderr.
     """
     from clsx.tools.bench import run_bench
 
@@ -576,6 +658,7 @@ def bench_cmd(
         images=images or None, e2e_batches=_batch_list(e2e_batch, "--e2e-batch") if e2e_batch else None,
         max_images=max_images, workers=workers, device=device, modes=("model",) if model_only else ("model", "e2e"),
         model_opts={"weights": weights, "pretrained": pretrained, "num_classes": num_classes, "random_weights": random_weights},
+        graph_opts=graph_options(preset, labels, input_size, mean, std, interpolation, crop_pct, resize_size, channel_order, input_range),
     )
     typer.echo(json.dumps(report.to_dict(), indent=2) if as_json else report.format_table(), nl=as_json)
 
@@ -592,7 +675,7 @@ def _batch_list(text: str, flag: str) -> list[int]:
 
 @app.command("triton-repo")
 def triton_repo_cmd(
-    artifacts: Annotated[list[Path], typer.Argument(help="Artifacts clsx wrote: .onnx graphs and/or .plan engines (with their .json sidecars).", show_default=False)],
+    artifacts: Annotated[list[Path], typer.Argument(help=".onnx graphs (clsx's or any other: names, dtypes and dims come from the graph) and/or .plan engines (with their .json sidecars).", show_default=False)],
     repo: Annotated[Path, typer.Option("--output", "-o", help="Model repository folder (created if needed; other models in it are kept).", show_default=False)],
     names: Annotated[Optional[list[str]], typer.Option("--name", help="Model name, once per artifact in order (default: the file name without suffix).")] = None,
     max_batch: Annotated[Optional[int], typer.Option("--max-batch", min=1, help="max_batch_size (default: the engine profile's maximum; for ONNX the export's, else 32).")] = None,
@@ -603,7 +686,7 @@ def triton_repo_cmd(
     force: Annotated[bool, typer.Option("--force", help="Replace model folders that exist.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list of the models written instead of their folders.")] = False,
 ) -> None:
-    """Write a Triton Inference Server model repository: one model per artifact, config.pbtxt and labels from its metadata."""
+    """Write a Triton Inference Server model repository: one model per artifact, config.pbtxt and labels from its metadata (or, for a graph clsx did not make, from the graph; a fixed batch N > 1 is served with max_batch_size 0)."""
     from clsx.scale.triton_repo import write_triton_repository
 
     models = write_triton_repository(artifacts, repo, names=names, max_batch=max_batch, dynamic_batching=dynamic_batching,

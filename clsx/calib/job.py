@@ -31,11 +31,12 @@ from clsx.core.agreement import Agreement, compare
 from clsx.core.artifact import checked_onnx
 from clsx.core.errors import GateFailedError, SpecError
 from clsx.core.files import OutputSet, check_writable, output_path, refuse_existing, sha256_file
-from clsx.core.metadata import (check_graph_input, dumps, embed_in_onnx, onnx_input_shape_of, read_onnx_metadata,
-                                 sidecar_path, spec_of)
+from clsx.core.graph_io import GraphIO, read_graph_io
+from clsx.core.metadata import (check_graph_input, dumps, embed_in_onnx, is_partial, onnx_input_shape_of,
+                                 read_metadata_or_graph, sidecar_path, spec_of)
 from clsx.core.optional import require
 from clsx.core.progress import Phase, Progress
-from clsx.core.spec import MAX_NUM_CLASSES, ModelSpec, PreprocessOverrides, PreprocessSpec, resolve_preprocess
+from clsx.core.spec import ModelSpec, PreprocessOverrides, resolve_preprocess
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,8 @@ class CalibOptions:
     min_top1: float | None = None
     max_float_layers: int | None = None
     preprocess: PreprocessOverrides | None = None
+    preset: str | None = None  # a graph clsx did not make: a known model's preprocessing and labels
+    labels: str | Path | None = None  # ... and its class names
 
     def __post_init__(self) -> None:
         if self.num < 1 or self.batch < 1:
@@ -106,6 +109,14 @@ class _Request:
     split: ImageSplit
     key: calib_cache.CacheKey
     force: bool
+    graph: GraphIO  # what the FP32 graph says: input format, fixed batch, outputs
+
+    def stream(self, paths: Sequence[Path], *, calibration: bool) -> BatchStream:
+        """Batches in the graph's input format; a fixed-batch graph gets batches of its size (calibration
+        batches filled up: ONNX Runtime feeds them to the graph as they are)."""
+        fixed = self.graph.batch
+        return BatchStream(paths, self.spec.preprocess, fixed or self.options.batch, fmt=self.graph.format,
+                           fill=calibration and fixed is not None)
 
     @property
     def cache_path(self) -> Path | None:
@@ -219,47 +230,41 @@ def _request(model_path: Path, images: str | Path, out: str | Path | None, optio
     if options.cache is not None and not os.path.lexists(options.cache):  # written after calibrating
         check_writable(options.cache, what="the calibration cache")
 
-    spec, parent_doc = _model_spec(model_path, options.preprocess)
+    graph = read_graph_io(model_path)  # one line for an input clsx cannot feed
+    spec, parent_doc = _model_spec(model_path, options)
     check_quantizable(model_path)
     eval_dir = Path(options.eval_dir) if options.eval_dir else None
     split = split_images(Path(images), options.num, seed=options.seed, eval_dir=eval_dir, eval_num=options.eval_num)
     parent_sha = sha256_file(model_path)
     key = calib_cache.CacheKey(parent_sha, options.method, options.target, split.calibration_digest(), len(split.calibration))
     return _Request(model_path, images, out_path, options, options.quant_config(), spec, parent_doc, parent_sha, split,
-                    key, force)
+                    key, force, graph)
 
 
-def _model_spec(model_path: Path, overrides: PreprocessOverrides | None) -> tuple[ModelSpec, dict[str, Any] | None]:
-    doc = read_onnx_metadata(model_path)
-    if doc is not None:
-        spec = spec_of(doc)
+def _model_spec(model_path: Path, options: CalibOptions) -> tuple[ModelSpec, dict[str, Any] | None]:
+    """The FP32 graph's spec and document: its own, or (a graph clsx did not make) the one its signature
+    gives, completed from ``--preset``/flags/``--labels`` (:func:`clsx.runtimes.foreign.spec_for_graph`)."""
+    overrides = options.preprocess
+    doc = read_metadata_or_graph(model_path)
+    if is_partial(doc):
+        from clsx.runtimes.foreign import completed_document, spec_for_graph
+
+        spec = spec_for_graph(doc, where=str(model_path), preset=options.preset, overrides=overrides, labels=options.labels)
         if doc.get("precision") not in (None, "fp32"):
-            state = "already quantized (int8)" if doc["precision"] == "int8" else f"an {doc['precision']} graph"
-            raise QuantizationError(f"{model_path} is {state}; calibrate the FP32 graph")
-        if overrides is not None and overrides.as_dict():
-            spec = ModelSpec(**{**spec.__dict__, "preprocess": resolve_preprocess(spec.preprocess, overrides)})
-            check_graph_input(spec.preprocess.input_size, onnx_input_shape_of(model_path), where=str(model_path),
-                              says="the preprocessing flags give")  # before a calibration image is decoded at that size
-        return spec, doc
-    given = overrides.as_dict() if overrides is not None else {}
-    missing = [flag for flag, key in (("--input-size", "input_size"), ("--mean", "mean"), ("--std", "std")) if key not in given]
-    if missing:
-        raise SpecError(f"{model_path} has no clsx metadata, so its preprocessing is unknown: pass {', '.join(missing)}")
-    pre = resolve_preprocess(PreprocessSpec(), overrides)
-    check_graph_input(pre.input_size, onnx_input_shape_of(model_path), where=str(model_path), says="--input-size gives")
-    return ModelSpec(name=model_path.stem, source="onnx", num_classes=_graph_classes(model_path), preprocess=pre), None
-
-
-def _graph_classes(path: Path) -> int:
-    """The class count of a graph without metadata: its output's last, fixed dim (the INT8 graph's
-    document must name a positive count to be readable)."""
-    import onnx
-
-    model = onnx.load(str(path), load_external_data=False)
-    dims = model.graph.output[0].type.tensor_type.shape.dim if model.graph.output else []
-    if dims and dims[-1].HasField("dim_value") and 1 <= dims[-1].dim_value <= MAX_NUM_CLASSES:
-        return int(dims[-1].dim_value)
-    raise SpecError(f"{path} has no clsx metadata and its output has no fixed class count; export it with clsx export")
+            raise QuantizationError(f"{model_path} is an {doc['precision']} graph; calibrate the FP32 graph")
+        return spec, completed_document(doc, spec, preset=options.preset)
+    if options.preset:
+        log.warning("%s carries clsx metadata: --preset %s is not used", model_path, options.preset)
+    spec = spec_of(doc)
+    if doc.get("precision") not in (None, "fp32"):
+        state = "already quantized (int8)" if doc["precision"] == "int8" else f"an {doc['precision']} graph"
+        raise QuantizationError(f"{model_path} is {state}; calibrate the FP32 graph")
+    if overrides is not None and overrides.as_dict():
+        spec = ModelSpec(**{**spec.__dict__, "preprocess": resolve_preprocess(spec.preprocess, overrides)})
+        layout = ((doc.get("inputs") or [{}])[0].get("layout")) or "NCHW"
+        check_graph_input(spec.preprocess.input_size, onnx_input_shape_of(model_path), where=str(model_path),
+                          says="the preprocessing flags give", layout=layout)  # before an image is decoded at that size
+    return spec, doc
 
 
 def _input_name(path: Path) -> str:
@@ -284,9 +289,10 @@ def _ranges(req: _Request, prepared: Path, input_name: str, work: Path) -> _Rang
         log.info("reusing calibration ranges from %s (no calibration pass)", cache_path)
         return _Ranges(ort_ranges, means, len(calibration), 0, True)
 
-    batch = req.options.batch
-    stream = BatchStream(calibration, req.spec.preprocess, batch)
-    log.info("calibrating (%s) on %d images from %s, batch %d", req.config.method, len(calibration), req.images, batch)
+    stream = req.stream(calibration, calibration=True)
+    batch = stream.batch_size
+    log.info("calibrating (%s) on %d images from %s, batch %d%s", req.config.method, len(calibration), req.images, batch,
+             " (the graph's fixed batch)" if req.graph.batch is not None else "")
     with Progress("calibrating", total=len(calibration)) as progress:
         reader = OrtCalibrationReader(stream, input_name, on_batch=progress.advance)
         ranges, means = collect_ranges(prepared, reader, req.config, work)
@@ -322,7 +328,7 @@ def _logits(model_path: Path, batches: list[np.ndarray]) -> np.ndarray:
 def _evaluate(job: _Job, int8: Path) -> _Outcome:
     """INT8 vs FP32 on the held-out images; below ``min_top1``, the float fallback."""
     req = job.request
-    eval_batches = list(BatchStream(req.split.evaluation, req.spec.preprocess, req.options.batch))
+    eval_batches = list(req.stream(req.split.evaluation, calibration=False))
     if not eval_batches:
         log.warning("no held-out evaluation images: INT8 agreement not measured")
         return _Outcome(int8, None, None)
@@ -370,11 +376,20 @@ def _publish(job: _Job, outcome: _Outcome) -> tuple[Path, dict[str, Any]]:
     problems = graph_problems(outcome.graph) if req.config.target == "tensorrt" else []
     if problems:  # a bug: the settings above must never produce these
         raise RuntimeError(f"quantized graph is not TensorRT-compatible: {problems[:3]}")
+    if not _has_qdq(outcome.graph):
+        log.warning("%s: no layer was quantized (every weighted layer was kept in float): the INT8 graph computes "
+                    "in float", req.model_path.name)
     doc = _int8_document(job, outcome)
     missed = outcome.missed(req.options.min_top1)
     final = req.out_path.with_name(req.out_path.name.replace(".onnx", ".FAILED.onnx")) if missed else req.out_path
     _write(outcome.graph, final, doc, force=req.force or missed)  # a FAILED copy is diagnostic: the last one counts
     return final, doc
+
+
+def _has_qdq(path: Path) -> bool:
+    import onnx
+
+    return any(n.op_type == "QuantizeLinear" for n in onnx.load(str(path), load_external_data=False).graph.node)
 
 
 _LAYOUTS = {
@@ -389,6 +404,8 @@ def _int8_document(job: _Job, outcome: _Outcome) -> dict[str, Any]:
     req, config, before, after = job.request, job.config, outcome.before, outcome.after
     base = req.parent_doc or make_document(req.spec, artifact="onnx", precision="fp32", inputs=[], outputs=[])
     doc = {**base, "precision": "int8", "parent_sha256": req.parent_sha}
+    if not doc.get("inputs") or not doc.get("outputs"):  # every later command reads them: from the graph itself
+        doc.update(inputs=req.graph.inputs(), outputs=req.graph.outputs())
     doc["calibration"] = {
         "method": config.method,
         "target": config.target,

@@ -21,7 +21,7 @@ import numpy as np
 from clsx.core.errors import ClsxError
 from clsx.core.machine import cpu_cores
 from clsx.core.preprocess import preprocess
-from clsx.core.spec import PreprocessSpec
+from clsx.core.spec import FLOAT_NCHW, InputFormat, PreprocessSpec
 from clsx.predict.listing import list_images
 from clsx.predict.pipeline import decode, default_window, read_ahead
 
@@ -82,20 +82,25 @@ def split_images(folder: Path, num: int, *, seed: int = 0, eval_dir: Path | None
 
 @dataclass
 class BatchStream:
-    """Preprocessed NCHW float32 batches of ``paths``, decoded lazily; bad files are skipped and counted."""
+    """Preprocessed batches of ``paths`` in ``fmt`` (NCHW float32 unless the graph takes another), decoded
+    lazily; bad files are skipped and counted. ``fill``: the last, short batch is filled up to
+    ``batch_size`` by repeating its own images (a graph with a fixed batch takes nothing else; repeats
+    leave calibration ranges unchanged)."""
 
     paths: Sequence[Path]
     spec: PreprocessSpec
     batch_size: int = 16
     bad: list[tuple[Path, str]] = field(default_factory=list)
     good: list[Path] = field(default_factory=list)
+    fmt: InputFormat = FLOAT_NCHW
+    fill: bool = False
 
     def __iter__(self) -> Iterator[np.ndarray]:
         """Batches in path order; decoding runs ahead on one thread per core while the caller computes."""
         self.bad.clear()
         self.good.clear()
         workers = cpu_cores()
-        loaded = read_ahead(self.paths, lambda path: decode(lambda src: preprocess(src, self.spec), path, str(path)),
+        loaded = read_ahead(self.paths, lambda path: decode(lambda src: preprocess(src, self.spec, self.fmt), path, str(path)),
                             workers=workers, window=default_window(self.batch_size, workers), name="clsx-calib-decode")
         pending: list[np.ndarray] = []
         for path, (tensor, error) in loaded:
@@ -109,6 +114,8 @@ class BatchStream:
                 yield np.stack(pending)
                 pending = []
         if pending:
+            while self.fill and len(pending) < self.batch_size:
+                pending.extend(pending[: self.batch_size - len(pending)])
             yield np.stack(pending)
 
     def __len__(self) -> int:

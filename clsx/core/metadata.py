@@ -22,6 +22,11 @@ Document (schema 1)::
       "external_data": {"file", "bytes", "sha256"}  # only an ONNX graph of 2 GiB or more: its weights file beside it
     }
 
+A *partial* document (``model.preprocess`` null, ``model.num_classes`` possibly null) describes a graph
+clsx did not make: what its own signature says (:func:`clsx.core.graph_io.graph_document`), or the
+sidecar of a plan built from it. :func:`spec_of` refuses it with the one line that lists the options
+supplying preprocessing (:data:`PREPROCESS_OPTIONS`); :mod:`clsx.runtimes.foreign` completes it.
+
 Readers accept any document whose ``schema_version`` is not newer than :data:`SCHEMA_VERSION`, once
 :func:`check_document` (the one validator every document read from a file goes through: ONNX
 metadata, sidecars, Triton's ``clsx.json``) has found it well-formed: types, finite numbers, nesting
@@ -57,6 +62,26 @@ class MetadataError(ClsxError):
 
 class InputSizeMismatchError(MetadataError):
     """A spec whose input size disagrees with the graph it is meant for (metadata, flags or a given spec)."""
+
+
+class NoMetadataError(MetadataError):
+    """An artifact with no clsx document at all (inside or beside it)."""
+
+
+class PreprocessUnknownError(MetadataError, SpecError):
+    """A graph (or a plan built from one) whose document does not say how images are preprocessed."""
+
+
+#: The options that supply preprocessing for a graph clsx did not make (the one line that lists them).
+PREPROCESS_OPTIONS = ("--preset MODEL (e.g. timm:tf_efficientnet_lite0), or --input-size, --mean, --std, --interpolation, "
+                      "--crop-pct/--resize-size, --channel-order, --input-range, --labels; or annotate it once: "
+                      "clsx annotate GRAPH --preset MODEL")
+
+
+def is_partial(doc: Mapping[str, Any]) -> bool:
+    """Whether ``doc`` was read from a graph alone: ``model.preprocess`` is null (not known)."""
+    model = doc.get("model")
+    return isinstance(model, Mapping) and "preprocess" in model and model["preprocess"] is None
 
 
 def make_document(
@@ -233,16 +258,19 @@ def check_document(doc: Any, *, where: str, graph_input: tuple[Any, ...] | None 
     if not isinstance(model, dict):
         raise _fail(where, "model", f"must be an object; got {show_value(model)}")
     n = model.get("num_classes")
-    if "num_classes" in model and not (is_int(n) and 1 <= n <= MAX_NUM_CLASSES):
+    partial = is_partial(doc)  # a graph's own signature, no preprocessing: checked as far as it goes
+    if "num_classes" in model and not (is_int(n) and 1 <= n <= MAX_NUM_CLASSES) and not (partial and n is None):
         raise _fail(where, "model.num_classes", f"must be an integer from 1 to {MAX_NUM_CLASSES}; got {show_value(n)}")
     try:
-        spec = ModelSpec.from_dict(model)
+        spec = ModelSpec.from_dict({**model, "preprocess": {}, "num_classes": n or 0} if partial else model)
     except SpecError as exc:
         raise MetadataError(f"{where}: {exc}") from None
     _check_sections(doc, where)
     check_json_tree(doc, where)  # NaN/Infinity anywhere else (the spec's numbers were checked above)
     inputs = doc.get("inputs") or []
     layout = (inputs[0].get("layout") if inputs else None) or "NCHW"
+    if partial:
+        return doc
     if inputs:
         shape = inputs[0].get("shape", [])
         chw = InputFormat(layout=layout).chw(tuple(shape[1:])) if len(shape) == 4 else ()
@@ -277,8 +305,11 @@ def onnx_input_shape_of(path: str | Path) -> tuple[Any, ...] | None:
         return None
 
 
-def spec_of(doc: Mapping[str, Any]) -> ModelSpec:
-    """The ModelSpec stored in a document (one MetadataError line if it is not a valid spec)."""
+def spec_of(doc: Mapping[str, Any], *, where: str = "metadata") -> ModelSpec:
+    """The ModelSpec stored in a document (one MetadataError line if it is not a valid spec; a partial
+    document, read from a graph alone, is :class:`PreprocessUnknownError` listing the options that supply it)."""
+    if is_partial(doc):
+        raise PreprocessUnknownError(f"{where}: no clsx metadata, so its preprocessing is unknown; pass {PREPROCESS_OPTIONS}")
     try:
         return ModelSpec.from_dict(doc["model"])
     except SpecError as exc:
@@ -350,7 +381,20 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
         return doc
     if p.suffix.lower() == ".json":  # a document on its own: Triton's <model>/clsx.json, a sidecar named directly
         return read_document(p)
-    raise MetadataError(f"{p}: no clsx metadata (not inside the file, and no sidecar {sidecar_path(p).name})")
+    raise NoMetadataError(f"{p}: no clsx metadata (not inside the file, and no sidecar {sidecar_path(p).name})")
+
+
+def read_metadata_or_graph(path: str | Path) -> dict[str, Any]:
+    """:func:`read_metadata`, or for an ONNX graph without a document the partial one its own signature
+    gives (:func:`clsx.core.graph_io.graph_document`: inputs, outputs, class count; preprocessing null)."""
+    try:
+        return read_metadata(path)
+    except NoMetadataError:
+        if Path(path).suffix.lower() != ".onnx":
+            raise
+    from clsx.core.graph_io import graph_document, read_graph_io
+
+    return graph_document(read_graph_io(path))
 
 
 def read_document(path: str | Path) -> dict[str, Any]:

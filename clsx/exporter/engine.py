@@ -29,7 +29,7 @@ from clsx import __version__
 from clsx.core.artifact import load_checked_onnx
 from clsx.core.errors import ClsxError
 from clsx.core.files import OutputSet, check_writable, output_path, refuse_existing, sha256_bytes, sha256_file
-from clsx.core.metadata import dumps, read_metadata, sidecar_path
+from clsx.core.metadata import dumps, is_partial, read_metadata_or_graph, sidecar_path
 from clsx.runtimes import trt_lib
 from clsx.runtimes.trt_lib import EngineBuildError
 
@@ -43,8 +43,9 @@ LEGACY_WEAK_TYPING_BEFORE = (10, 12)
 class EngineOptions:
     """How :func:`build_engine` builds (``clsx build``'s flags).
 
-    ``target``: ``auto`` (what is installed; says which), ``tensorrt`` or ``rtx``. The batch axis gets
-    one optimization profile ``min_batch <= opt_batch <= max_batch``. ``compute_capabilities``
+    ``target``: ``auto`` (what is installed; says which), ``tensorrt`` or ``rtx``. A dynamic batch axis
+    gets one optimization profile ``min_batch <= opt_batch <= max_batch`` (``None``: 1, 8 and 32); a
+    graph with a fixed batch N gets the fixed profile N/N/N (other values given are refused). ``compute_capabilities``
     (``sm86``, ``8.9``, ``current`` ...) selects TensorRT-RTX targets; standard TensorRT builds for its
     GPU, or for Ampere and newer with ``hardware_compat="ampere+"``. ``legacy_weak_typing`` is the old
     BuilderFlag.FP16/INT8 path, offered only on standard TensorRT older than 10.12. The values are
@@ -52,9 +53,9 @@ class EngineOptions:
     """
 
     target: str = "auto"
-    min_batch: int = 1
-    opt_batch: int = 8
-    max_batch: int = 32
+    min_batch: int | None = None
+    opt_batch: int | None = None
+    max_batch: int | None = None
     workspace_gb: float | None = None
     timing_cache: Path | str | None = None
     opt_level: int | None = None
@@ -62,6 +63,7 @@ class EngineOptions:
     version_compatible: bool = False
     compute_capabilities: tuple[str, ...] | None = None  # any iterable is kept as a tuple
     legacy_weak_typing: bool = False
+    input_size: tuple[int, int, int] | None = None  # (C, H, W) for a graph whose height/width are dynamic
 
     def __post_init__(self) -> None:
         if self.compute_capabilities is not None and not isinstance(self.compute_capabilities, tuple):
@@ -147,7 +149,7 @@ def build_engine(
     req = _check_request(Path(onnx_path), out, opts, force)
     log.info(
         "building %s with %s %s: batch %d/%d/%d (min/opt/max), targets %s",
-        req.onnx_path.name, req.flavour, req.version, opts.min_batch, opts.opt_batch, opts.max_batch,
+        req.onnx_path.name, req.flavour, req.version, *(req.profile[k][0] for k in ("min", "opt", "max")),
         ", ".join(req.cc_targets) or "-",
     )
     with Phase("building the TensorRT engine", log):
@@ -162,11 +164,12 @@ def build_engine(
 def _check_request(onnx_path: Path, out: Path | str | None, opts: EngineOptions, force: bool) -> _Request:
     """Every check a build makes before TensorRT parses anything, in order: the options, the graph,
     the outputs, then the TensorRT flavour and its targets."""
-    _check_build_options(opts.min_batch, opts.opt_batch, opts.max_batch, opts.workspace_gb, opts.opt_level,
-                         opts.hardware_compat)
     graph_input, has_qdq = _inspect_onnx(onnx_path)
+    fixed = graph_input.shape[0] if graph_input.shape and isinstance(graph_input.shape[0], int) and graph_input.shape[0] > 0 else None
+    batches = _profile_batches(opts, fixed)
+    _check_build_options(*batches, opts.workspace_gb, opts.opt_level, opts.hardware_compat)
     doc = _check_document(onnx_path)
-    profile = _batch_profile(onnx_path, graph_input, opts.min_batch, opts.opt_batch, opts.max_batch)
+    profile = _batch_profile(onnx_path, _with_image_size(onnx_path, graph_input, opts.input_size), *batches)
     target = _output_path(onnx_path, out, force)
     cache_path = Path(opts.timing_cache) if opts.timing_cache is not None else None
     check_writable(target, what="the output")
@@ -182,9 +185,25 @@ def _check_request(onnx_path: Path, out: Path | str | None, opts: EngineOptions,
                     version=version, cc_targets=cc_targets, cc_default=cc_default)
 
 
+def _profile_batches(opts: EngineOptions, fixed: int | None) -> tuple[int, int, int]:
+    """min/opt/max batch: as given, else 1/8/32 for a dynamic batch and N/N/N for a fixed batch N."""
+    given = (opts.min_batch, opts.opt_batch, opts.max_batch)
+    if fixed is not None and all(b is None or b == fixed for b in given):
+        return fixed, fixed, fixed
+    lo = opts.min_batch if opts.min_batch is not None else 1
+    hi = opts.max_batch if opts.max_batch is not None else max(32, lo)
+    opt = opts.opt_batch if opts.opt_batch is not None else min(max(8, lo), hi)
+    return lo, opt, hi
+
+
 def _check_document(onnx_path: Path) -> dict[str, Any]:
-    """The graph's clsx document, when it describes a graph TensorRT can compile."""
-    doc = read_metadata(onnx_path)
+    """The graph's clsx document, when it describes a graph TensorRT can compile. A graph clsx did not
+    make builds too (as trtexec builds it): its sidecar records what the graph says (inputs, outputs,
+    class count), its preprocessing stays null until flags or ``clsx annotate`` supply it."""
+    doc = read_metadata_or_graph(onnx_path)
+    if is_partial(doc):
+        log.info("%s has no clsx metadata: building from the graph alone (the plan's sidecar records its inputs, "
+                 "outputs and class count; pass --preset or the preprocessing flags when running it)", onnx_path.name)
     if doc.get("artifact") not in (None, "onnx"):
         raise ClsxError(f"{onnx_path}: metadata says this is a {doc.get('artifact')} artifact, not an ONNX graph")
     if (doc.get("calibration") or {}).get("target") == "cpu":
@@ -249,6 +268,23 @@ def _inspect_onnx(path: Path) -> tuple[_GraphInput, bool]:
     return _GraphInput(inputs[0].name, tuple(dims)), has_qdq
 
 
+def _with_image_size(path: Path, graph_input: _GraphInput, input_size: tuple[int, int, int] | None) -> _GraphInput:
+    """The graph's input with its dynamic channel/height/width axes fixed to ``input_size`` (``--input-size``),
+    in the graph's own layout (NCHW or NHWC); as it is when none is given."""
+    shape = graph_input.shape
+    if input_size is None or len(shape) != 4:
+        return graph_input
+    from clsx.core.graph_io import layout_of
+    from clsx.core.spec import InputFormat
+
+    layout = layout_of(tuple(d if d is not None else "?" for d in shape), where=str(path), name=graph_input.name)
+    want = InputFormat(layout=layout).batch_shape(1, input_size)[1:]
+    if any(isinstance(d, int) and d != w for d, w in zip(shape[1:], want)):
+        raise ClsxError(f"{path}: --input-size {'x'.join(map(str, input_size))} does not fit input {graph_input.name!r} "
+                        f"of shape {_fmt(shape)}")
+    return _GraphInput(graph_input.name, (shape[0], *want))
+
+
 def _batch_profile(path: Path, graph_input: _GraphInput, min_batch: int, opt_batch: int,
                    max_batch: int) -> dict[str, tuple[int, ...]]:
     """min/opt/max shapes for the batch axis; every other axis must be fixed."""
@@ -259,14 +295,14 @@ def _batch_profile(path: Path, graph_input: _GraphInput, min_batch: int, opt_bat
     if any(not isinstance(d, int) or d < 1 for d in rest):
         raise ClsxError(
             f"{path}: only the batch axis may be dynamic, input {graph_input.name!r} has shape {_fmt(shape)}; "
-            "re-export with a fixed input size"
+            "pass --input-size to fix the image size of the engine, or re-export with a fixed input size"
         )
     batch = shape[0]
     if isinstance(batch, int) and batch > 0 and (min_batch, opt_batch, max_batch) != (batch, batch, batch):
         raise ClsxError(
             f"{path}: input {graph_input.name!r} has a fixed batch of {batch} (shape {_fmt(shape)}) but the profile "
-            f"asks for batch {min_batch}..{max_batch}; re-export with a dynamic batch axis, or build with "
-            f"--min-batch {batch} --opt-batch {batch} --max-batch {batch}"
+            f"asks for batch {min_batch}..{max_batch}; re-export with a dynamic batch axis, or leave out --min/--opt/--max-batch (or give "
+            f"--min-batch {batch} --opt-batch {batch} --max-batch {batch})"
         )
     return {k: (b, *rest) for k, b in (("min", min_batch), ("opt", opt_batch), ("max", max_batch))}  # type: ignore[misc]
 
@@ -476,6 +512,9 @@ def _sidecar_document(req: _Request, built: _Built) -> dict[str, Any]:
     """The ONNX's document, re-labelled as the plan's, with the ``tensorrt`` section."""
     opts = req.options
     doc = dict(req.doc)
+    if opts.input_size is not None and doc.get("inputs"):  # the engine's image size, fixed by --input-size
+        doc["inputs"] = [{**doc["inputs"][0], "shape": [doc["inputs"][0]["shape"][0], *req.profile["max"][1:]]},
+                         *doc["inputs"][1:]]
     doc.update(
         clsx_version=__version__,
         artifact="tensorrt",

@@ -101,12 +101,15 @@ class Runtime:
         spec: ModelSpec | None = None,
         preprocess: PreprocessOverrides | Mapping[str, Any] | None = None,
         labels: str | Path | None = None,
+        preset: str | None = None,
     ) -> None:
         self.target = target
         self.device = parse_device(device)
         self._spec_given = spec
         self._preprocess = preprocess
         self._labels_file = labels
+        self._preset = preset
+        self._overrides_applied = False  # a graph's spec completed from preset/flags has them already
         self._spec: ModelSpec | None = None
         self._active = False
         self._lock = threading.RLock()
@@ -151,13 +154,29 @@ class Runtime:
             with self._lock:
                 if self._spec is None:
                     base = self._spec_given or self.load_spec()
-                    spec = self._apply_overrides(base)
+                    spec = base if self._overrides_applied else self._apply_overrides(base)
                     self.check_spec(spec, base)
                     self._spec = spec
                     if (base.random_weights and self._spec_given is None and self._warns_random_weights
                             and not self.random_weights):  # the metadata says so (a spec= given says nothing)
                         log.warning("%s", random_weights_warning(f"{self.target} ({base.ref})", artifact=True))
         return self._spec
+
+    def document_spec(self, doc: Mapping[str, Any]) -> ModelSpec:
+        """The spec an artifact's document gives: as stored, or (a partial document, read from a graph
+        clsx did not make) completed from ``preset``/``preprocess``/``labels`` (:mod:`clsx.runtimes.foreign`)."""
+        from clsx.core.metadata import is_partial, spec_of
+
+        where = str(self.target)
+        if is_partial(doc):
+            from clsx.runtimes.foreign import spec_for_graph
+
+            spec = spec_for_graph(doc, where=where, preset=self._preset, overrides=self._preprocess, labels=self._labels_file)
+            self._overrides_applied = True
+            return spec
+        if self._preset:
+            log.warning("%s carries clsx metadata: preset %s is not used (preprocessing flags still apply)", where, self._preset)
+        return spec_of(doc, where=where)
 
     def _apply_overrides(self, spec: ModelSpec) -> ModelSpec:
         if self._preprocess is not None:

@@ -54,8 +54,9 @@ class OnnxRuntime(Runtime):
         spec: ModelSpec | None = None,
         preprocess: PreprocessOverrides | Mapping[str, Any] | None = None,
         labels: str | Path | None = None,
+        preset: str | None = None,
     ) -> None:
-        super().__init__(Path(target), device=device, spec=spec, preprocess=preprocess, labels=labels)
+        super().__init__(Path(target), device=device, spec=spec, preprocess=preprocess, labels=labels, preset=preset)
         self.threads = threads
         self.spin = spin
         self._providers_given = list(providers) if providers is not None else None
@@ -71,22 +72,16 @@ class OnnxRuntime(Runtime):
     # -- metadata (cheap, no session) ------------------------------------------------------------
 
     def metadata(self) -> dict[str, Any]:
-        """The clsx metadata document inside the ONNX file (or its sidecar)."""
+        """The clsx metadata document inside the ONNX file (or its sidecar); for a graph clsx did not
+        make, the partial document its signature gives (:func:`clsx.core.metadata.read_metadata_or_graph`)."""
         if self._doc is None:
-            from clsx.core.metadata import read_metadata
+            from clsx.core.metadata import read_metadata_or_graph
 
-            self._doc = read_metadata(self.target)
+            self._doc = read_metadata_or_graph(self.target)
         return self._doc
 
     def load_spec(self) -> ModelSpec:
-        from clsx.core.metadata import InputSizeMismatchError, MetadataError, spec_of
-
-        try:
-            return spec_of(self.metadata())
-        except InputSizeMismatchError:
-            raise
-        except MetadataError as exc:
-            raise MetadataError(f"{exc}; pass spec= (a clsx.ModelSpec) to run an ONNX file clsx did not write") from None
+        return self.document_spec(self.metadata())
 
     def check_spec(self, spec: ModelSpec, base: ModelSpec) -> None:
         """The spec's (C, H, W) against the graph's input (static dims), so 12000 px on a 224 px graph
@@ -101,7 +96,7 @@ class OnnxRuntime(Runtime):
             self._graph_input = onnx_input_shape_of(self.target)
         says = ("metadata says" if from_metadata else "the given spec says" if size == base.preprocess.input_size
                 else "the preprocessing overrides give")
-        check_graph_input(size, self._graph_input, where=str(self.target), says=says)
+        check_graph_input(size, self._graph_input, where=str(self.target), says=says, layout=self.input_format.layout)
 
     def io_impl(self) -> tuple[list[TensorInfo], list[TensorInfo]]:
         if self._session is None:
@@ -115,9 +110,18 @@ class OnnxRuntime(Runtime):
                 pass
             self.activate()
         return (
-            [_info(a) for a in self._session.get_inputs()],
+            [_info(a, self._layouts().get(a.name)) for a in self._session.get_inputs()],
             [_info(a) for a in self._session.get_outputs()],
         )
+
+    def _layouts(self) -> dict[str, str | None]:
+        """Input name -> layout, as the document (or the graph itself) says; the session does not."""
+        from clsx.core.metadata import MetadataError
+
+        try:
+            return {t.name: t.layout for t in io_from_document(self.metadata())[0]}
+        except MetadataError:
+            return {}
 
     # -- session ---------------------------------------------------------------------------------
 
@@ -197,7 +201,8 @@ class OnnxRuntime(Runtime):
         from clsx.core.metadata import InputSizeMismatchError, check_graph_input
 
         if self._spec is not None:  # resolved before the session existed: checked against the session now
-            check_graph_input(self._spec.preprocess.input_size, self._graph_input, where=str(self.target), says="the spec says")
+            check_graph_input(self._spec.preprocess.input_size, self._graph_input, where=str(self.target), says="the spec says",
+                              layout=self.input_format.layout)
             return
         try:
             self.spec  # noqa: B018  resolving it runs check_spec against the session's input
@@ -248,6 +253,6 @@ class OnnxRuntime(Runtime):
         return f"onnxruntime {ort.__version__}, {self.target.name}, providers {', '.join(loaded)}{note}, {threads} intra-op threads"
 
 
-def _info(arg: Any) -> TensorInfo:
+def _info(arg: Any, layout: str | None = None) -> TensorInfo:
     shape = tuple(d if isinstance(d, (int, str)) else "?" for d in (arg.shape or ()))
-    return TensorInfo(arg.name, shape, _ORT_DTYPES.get(arg.type, arg.type))
+    return TensorInfo(arg.name, shape, _ORT_DTYPES.get(arg.type, arg.type), layout)

@@ -97,7 +97,9 @@ def open(target: Any, backend: str | None = None, device: str | None = None, *, 
     as a :class:`~clsx.runtimes.base.Runtime`. Nothing heavy happens until the runtime is first used.
 
     Options pass to the backend: all take ``spec=`` (a ModelSpec for artifacts without clsx metadata),
-    ``preprocess=`` (PreprocessOverrides) and ``labels=`` (a labels file); torch takes ``weights=``,
+    ``preprocess=`` (PreprocessOverrides) and ``labels=`` (a labels file); onnxrt and tensorrt take
+    ``preset=`` (a model clsx knows, ``timm:tf_efficientnet_lite0``: its preprocessing and labels for a
+    graph clsx did not make; ``preprocess=`` beats it, see :mod:`clsx.runtimes.foreign`); torch takes ``weights=``,
     ``pretrained=``, ``num_classes=`` and, for a checkpoint target, ``model=``; onnxrt takes
     ``threads=`` (intra-op threads, default: one per core), ``spin=``, ``providers=`` (an explicit ORT
     provider list) and ``trt_cache_dir=``; tensorrt takes nothing extra.
@@ -135,6 +137,9 @@ def _open(target: Any, backend: str | None, device: str | None, **opts: Any) -> 
     implied = infer_backend(text)
     chosen = backend or implied
     _check_pairing(text, chosen, implied)
+    if chosen == "torch" and opts.get("preset"):
+        raise BackendError(f"preset= (--preset) supplies preprocessing to ONNX graphs clsx did not make; {text} is a "
+                           "model name or checkpoint with its own")
     if chosen == "torch" and Path(text).suffix.lower() in CHECKPOINT_SUFFIXES:
         model = opts.pop("model", None) or _checkpoint_model_name(Path(text))
         if opts.get("weights") is not None:

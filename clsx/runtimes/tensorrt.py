@@ -59,8 +59,9 @@ class TensorRTRuntime(Runtime):
         spec: ModelSpec | None = None,
         preprocess: PreprocessOverrides | Mapping[str, Any] | None = None,
         labels: str | Path | None = None,
+        preset: str | None = None,
     ) -> None:
-        super().__init__(Path(target), device=device, spec=spec, preprocess=preprocess, labels=labels)
+        super().__init__(Path(target), device=device, spec=spec, preprocess=preprocess, labels=labels, preset=preset)
         if self.device.kind in ("cpu", "tensorrt"):
             raise DeviceError(f"TensorRT engines run on an NVIDIA GPU (device cuda[:N]); got device {self.device}")
         self._doc: dict[str, Any] | None = None
@@ -95,20 +96,19 @@ class TensorRTRuntime(Runtime):
         return flavour
 
     def load_spec(self) -> ModelSpec:
-        from clsx.core.metadata import spec_of
-
-        return spec_of(self.metadata())
+        return self.document_spec(self.metadata())
 
     def io_impl(self) -> tuple[list[TensorInfo], list[TensorInfo]]:
         if self._engine is None:
             return io_from_document(self.metadata())
         trt = self._trt
+        layouts = {d.name: d.layout for d in io_from_document(self.metadata())[0]}  # the engine does not say
         ins, outs = [], []
         for i in range(self._engine.num_io_tensors):
             name = self._engine.get_tensor_name(i)
             dims = tuple(int(d) for d in self._engine.get_tensor_shape(name))
             shape = tuple("batch" if d == -1 and k == 0 else ("?" if d == -1 else d) for k, d in enumerate(dims))
-            info = TensorInfo(name, shape, _NUMPY_NAMES.get(self._engine.get_tensor_dtype(name).name, "?"))
+            info = TensorInfo(name, shape, _NUMPY_NAMES.get(self._engine.get_tensor_dtype(name).name, "?"), layouts.get(name))
             (ins if self._engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT else outs).append(info)
         return ins, outs
 

@@ -36,7 +36,7 @@ from typing import Any, Iterable, Mapping, Sequence
 from clsx import __version__
 from clsx.core.files import OutputError, check_writable_folder, make_folders
 from clsx.core.errors import ClsxError, OutputExistsError
-from clsx.core.metadata import dumps, read_metadata, spec_of
+from clsx.core.metadata import dumps, is_partial, read_metadata_or_graph, spec_of
 from clsx.core.artifact import artifact_files
 
 log = logging.getLogger(__name__)
@@ -150,8 +150,9 @@ def plan_model(
     if queue_delay_us is not None and queue_delay_us < 0:
         raise TritonRepoError(f"--queue-delay-us must be 0 or more; got {queue_delay_us}")
     files = tuple(artifact_files(path, sidecar=False))  # every file it names checked first; the metadata goes to clsx.json
-    doc = read_metadata(path)  # MetadataError (one line) for artifacts clsx did not write
-    spec = spec_of(doc)
+    doc = read_metadata_or_graph(path)  # a graph clsx did not make: what it says (Triton needs no preprocessing)
+    if not is_partial(doc):
+        spec_of(doc, where=str(path))  # a full document must hold a valid spec
     model_name = check_name(default_name(path) if name is None else name)  # an empty --name is refused, not replaced
 
     if platform == PLAN_PLATFORM:
@@ -169,7 +170,7 @@ def plan_model(
     if dynamic_batching and not batching:
         log.info("%s: batch size 1 only; dynamic batching left off", path.name)
 
-    labels = spec.labels
+    labels = tuple((doc.get("model") or {}).get("labels") or ()) or None
     if not labels:
         log.warning("%s: no labels in its metadata; Triton's classification results will carry class indices only", path.name)
     config = render_config(
@@ -209,9 +210,13 @@ def _max_batch_size(path: Path, doc: Mapping[str, Any], platform: str, batch_dim
     if isinstance(batch_dim, int):  # exported with a fixed batch
         if batch_dim == 1 and requested in (None, 1):
             return 1
+        if requested is None:  # Triton's way to serve a fixed shape: no batching, dims include the batch axis
+            log.info("%s: fixed batch of %d: served without Triton batching (max_batch_size 0; each request is a "
+                     "whole batch of %d)", path.name, batch_dim, batch_dim)
+            return 0
         raise TritonRepoError(
-            f"{path}: exported with a fixed batch of {batch_dim}; Triton batches requests itself, so export "
-            f"with a dynamic batch (the default) or --batch 1" + (f" (asked for --max-batch {requested})" if requested else "")
+            f"{path}: exported with a fixed batch of {batch_dim}; Triton cannot batch it further (asked for "
+            f"--max-batch {requested}): leave --max-batch out to serve it as is, or export with a dynamic batch"
         )
     if platform == PLAN_PLATFORM:
         profile = (doc.get("tensorrt") or {}).get("profile") or {}
@@ -273,7 +278,7 @@ def render_config(
         shape = list(t["shape"])[skip:]
         lines += ["  {", f"    name: {_quote(str(t['name']))}", f"    data_type: {_TRITON_TYPES[str(t.get('dtype', 'float32'))]}"]
         if len(shape) == 3:
-            lines.append("    format: FORMAT_NCHW")
+            lines.append(f"    format: FORMAT_{t.get('layout') or 'NCHW'}")
         lines += [f"    dims: {_dims(shape)}", "  }" + ("," if i < len(inputs) - 1 else "")]
     lines.append("]")
     lines.append("output [")

@@ -172,13 +172,26 @@ class _Art:
     pre: "PreprocessSpec"
     sync: Callable[[], None] | None = None
 
+    @property
+    def key(self) -> tuple[Any, Any]:
+        """What its model-only inputs depend on: preprocessing and the input's format."""
+        return self.pre, self.runtime.input_format
 
-def _inputs(pre: "PreprocessSpec", batch: int, tensors: np.ndarray | None, seed: int = 0) -> np.ndarray:
-    """A batch for model-only timing: real image tensors repeated to fill it, else seeded noise."""
+
+def _inputs(pre: "PreprocessSpec", batch: int, tensors: np.ndarray | None, seed: int = 0, fmt: Any = None) -> np.ndarray:
+    """A batch for model-only timing: real image tensors repeated to fill it, else seeded noise (in
+    ``fmt``: the input's layout and dtype; NCHW float32 by default)."""
+    from clsx.core.spec import FLOAT_NCHW
+
     if tensors is not None and len(tensors):
         reps = math.ceil(batch / len(tensors))
         return np.ascontiguousarray(np.concatenate([tensors] * reps)[:batch])
-    return np.random.default_rng(seed).standard_normal((batch, *pre.input_size), dtype=np.float32)
+    fmt = fmt or FLOAT_NCHW
+    rng = np.random.default_rng(seed)
+    shape = fmt.batch_shape(batch, pre.input_size)
+    if fmt.dtype == "uint8":
+        return rng.integers(0, 256, shape, dtype=np.uint8)
+    return rng.standard_normal(shape, dtype=np.float32).astype(fmt.dtype)
 
 
 def run_bench(
@@ -196,6 +209,7 @@ def run_bench(
     workers: int | None = None,
     device: str | None = None,
     model_opts: Mapping[str, Any] | None = None,
+    graph_opts: Mapping[str, Any] | None = None,
     names: Sequence[str] | None = None,
     modes: Sequence[str] = MODES,
 ) -> BenchReport:
@@ -222,8 +236,8 @@ def run_bench(
     arts: list[_Art] = []
     try:
         for i, t in enumerate(targets):
-            rt, owned = open_target(t, device=device, model_opts=model_opts)
-            arts.append(_Art(names[i] if names else target_name(t), rt, owned, rt.spec.preprocess))
+            rt, owned = open_target(t, device=device, model_opts=model_opts, graph_opts=graph_opts)
+            arts.append(_Art(names[i] if names else target_name(t), rt, owned, _preprocess_of(rt, bool(paths))))
         for a in arts:
             a.runtime.activate()
             log.info("%s: %s", a.name, a.runtime.describe())
@@ -247,6 +261,23 @@ def run_bench(
         "workers": workers or cpu_cores(), "device": device or "auto",
     }
     return BenchReport(results=tuple(_with_relative(results)), runtimes=runtimes, config=config, machine=machine_info())
+
+
+def _preprocess_of(runtime: Any, images: bool) -> "PreprocessSpec":
+    """The runtime's preprocessing; for model-only timing of a graph that does not say (a foreign ONNX
+    without --preset/flags), a spec of its own input size is enough: the inputs are noise."""
+    from clsx.core.metadata import PreprocessUnknownError
+    from clsx.core.spec import PreprocessSpec
+
+    try:
+        return runtime.spec.preprocess
+    except PreprocessUnknownError:
+        shape = runtime.inputs[0].shape
+        chw = runtime.input_format.chw(tuple(shape[1:])) if len(shape) == 4 else ()
+        if images or not all(isinstance(d, int) for d in chw):
+            raise
+        log.info("%s: no preprocessing given; model-only timing on noise inputs of its size", runtime.target)
+        return PreprocessSpec(input_size=chw, resize_size=max(chw[1:]))
 
 
 def _check_settings(iters: int | None, seconds: float | None, rounds: int, warmup: int, modes: Sequence[str]) -> float | None:
@@ -284,23 +315,23 @@ def _image_tensors(arts: list[_Art], paths: list[Path], count: int) -> dict["Pre
 
     out: dict[Any, np.ndarray | None] = {}
     for a in arts:
-        if a.pre in out:
+        if a.key in out:
             continue
         good = []
         for p in paths:
             try:
-                good.append(preprocess(p, a.pre))
+                good.append(preprocess(p, a.pre, a.runtime.input_format))
             except ClsxError as exc:
                 log.warning("%s", exc)
             if len(good) >= count:
                 break
-        out[a.pre] = np.stack(good) if good else None
+        out[a.key] = np.stack(good) if good else None
     return out
 
 
 def _bench_model(arts: list[_Art], batch: int, tensors: Mapping[Any, np.ndarray | None], warmup: int,
                  iters: int | None, seconds: float | None, rounds: int) -> list[BenchResult]:
-    inputs = {id(a): _inputs(a.pre, batch, tensors.get(a.pre)) for a in arts}
+    inputs = {id(a): _inputs(a.pre, batch, tensors.get(a.key), fmt=a.runtime.input_format) for a in arts}
     for a in arts:
         for _ in range(max(warmup, 1)):  # at least one untimed call: lazy init must not be timed
             a.runtime.run(inputs[id(a)])

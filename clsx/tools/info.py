@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from clsx.core.artifact import inside
+from clsx.core.metadata import PREPROCESS_OPTIONS
 from clsx.core.spec import RANDOM_WEIGHTS
 
 _KNOWN = {"schema_version", "clsx_version", "artifact", "precision", "model", "inputs", "outputs",
@@ -19,7 +20,8 @@ _KNOWN = {"schema_version", "clsx_version", "artifact", "precision", "model", "i
 
 def _shape(entry: Mapping[str, Any]) -> str:
     dims = ", ".join(str(d) for d in entry.get("shape", []))
-    return f"{entry.get('name')} {entry.get('dtype')} [{dims}]"
+    layout = f" {entry['layout']}" if entry.get("layout") else ""
+    return f"{entry.get('name')} {entry.get('dtype')} [{dims}]{layout}"
 
 
 def _floats(values: Any) -> str:
@@ -121,6 +123,17 @@ def trust_note(path: str | Path, doc: Mapping[str, Any]) -> str | None:
     return f"CODE, not data: {CODE_ARTIFACTS[kind]}; open it only if you trust where it came from, as you would a program"
 
 
+def _graph_files(path: Path) -> list[tuple[str, str]]:
+    """External data of a graph clsx did not make (checked inside its folder, as every reader does)."""
+    from clsx.core.artifact import checked_onnx
+
+    files = checked_onnx(path)
+    if not files:
+        return [("data file", "none (weights inside the graph)")]
+    return [("data file", ", ".join(f"{f.name} ({f.stat().st_size / 1e6:.1f} MB)" for f in files)
+             + " beside it; the files travel together")]
+
+
 def describe(path: str | Path, doc: Mapping[str, Any]) -> str:
     """The document as ``key  value`` lines (stdout of ``clsx info``)."""
     p = Path(path)
@@ -137,18 +150,26 @@ def describe(path: str | Path, doc: Mapping[str, Any]) -> str:
         state = "present" if data.is_file() else "MISSING"
         rows.append(("data file", f"external weights: {data.name} beside it ({float(ext.get('bytes', 0)) / 1e9:.2f} GB, "
                                 f"sha256 {str(ext.get('sha256', ''))[:12]}, {state}); the two files travel together"))
+    partial = model.get("preprocess", {}) is None  # read from a graph clsx did not make
+    if partial and p.suffix.lower() == ".onnx":
+        rows += _graph_files(p)
     rows += [
-        ("artifact", f"{doc.get('artifact')} {doc.get('precision')} (clsx {doc.get('clsx_version')}, schema {doc.get('schema_version')})"),
-        ("model", f"{model.get('ref')} ({model.get('source')}), {model.get('num_classes')} classes"),
+        ("artifact", f"{doc.get('artifact')} {doc.get('precision')} "
+                     + ("(no clsx metadata: read from the graph)" if producer.get("read_from_graph") else
+                        f"(clsx {doc.get('clsx_version')}, schema {doc.get('schema_version')})")),
+        ("model", f"{model.get('ref')} ({model.get('source')}), {model.get('num_classes') or 'unknown number of'} classes"),
         ("weights", _weights(model.get("weights"))),
     ]
     rows += [("input", _shape(e)) for e in doc.get("inputs", [])]
     rows += [("output", _shape(e)) for e in doc.get("outputs", [])]
-    rows.append(("preprocess", _preprocess(model.get("preprocess", {}))))
+    pixels = ((doc.get("inputs") or [{}])[0].get("dtype") == "uint8") and not partial
+    rows.append(("preprocess", f"MISSING: pass {PREPROCESS_OPTIONS}" if partial else _preprocess(model.get("preprocess", {}))
+                 + ("; uint8 input: the host stops at the pixels, the graph normalizes" if pixels else "")))
     if labels:
         rows.append(("labels", f"{len(labels)}: " + ", ".join(labels[:3]) + (", ..." if len(labels) > 3 else "")))
     else:
-        rows.append(("labels", "none (class indices)"))
+        rows.append(("labels", "MISSING (class indices): pass --labels or --preset" if partial else "none (class indices)"))
+    producer.pop("read_from_graph", None)
     if producer:
         fp16 = producer.pop("fp16", None)
         batch = producer.pop("batch", None)

@@ -42,7 +42,7 @@ from clsx.core.machine import cpu_cores
 from clsx.predict.listing import iter_image_paths
 from clsx.predict.pipeline import batched, decode, default_window, read_ahead
 from clsx.runtimes.base import Runtime, RuntimeInputError
-from clsx.core.spec import ModelSpec, PreprocessSpec
+from clsx.core.spec import InputFormat, ModelSpec, PreprocessSpec
 
 if TYPE_CHECKING:
     from clsx.zoo import LoadedModel
@@ -262,6 +262,11 @@ class _Artifact:
         assert self.spec is not None
         return self.spec.preprocess
 
+    @property
+    def fmt(self) -> InputFormat:
+        """The batch form its input takes (NCHW/NHWC, float32/float16/uint8)."""
+        return self.runtime.input_format
+
 
 def target_name(target: Target) -> str:
     """How a target is named in tables: as given, or ``ref@backend`` for objects in memory."""
@@ -278,15 +283,19 @@ def target_name(target: Target) -> str:
 
 
 def open_target(target: Target, *, device: str | None = None, model_opts: Mapping[str, Any] | None = None,
-                **open_kw: Any) -> tuple[Runtime, bool]:
+                graph_opts: Mapping[str, Any] | None = None, **open_kw: Any) -> tuple[Runtime, bool]:
     """A Runtime for ``target`` and whether it was opened here. ``model_opts`` (weights, pretrained,
     num_classes) apply to model names on the torch backend only; other targets carry their weights.
-    ``random_weights`` among them applies to every target (no warning about random weights)."""
+    ``random_weights`` among them applies to every target (no warning about random weights).
+    ``graph_opts`` (``preset``, ``preprocess``, ``labels``) apply to graphs (and plans) whose document does
+    not say how to preprocess: ONNX files clsx did not make; clsx's own artifacts keep theirs."""
     from clsx.runtimes.registry import CHECKPOINT_SUFFIXES, infer_backend, open as open_runtime, split_backend
 
     if isinstance(target, Runtime):
         return target, False
     kw = dict(open_kw)
+    if graph_opts and isinstance(target, (str, os.PathLike)) and _lacks_preprocessing(split_backend(os.fspath(target))[0]):
+        kw.update(graph_opts)
     model_opts = dict(model_opts or {})
     if model_opts.pop("random_weights", False):
         kw["random_weights"] = True
@@ -295,6 +304,18 @@ def open_target(target: Target, *, device: str | None = None, model_opts: Mappin
         if (backend or infer_backend(head)) == "torch" and Path(head).suffix.lower() not in CHECKPOINT_SUFFIXES:
             kw.update({k: v for k, v in model_opts.items() if v})
     return open_runtime(target, device=device, **kw), True
+
+
+def _lacks_preprocessing(path: str) -> bool:
+    """Whether ``path`` is an ONNX graph or plan whose document (or graph) does not say how to preprocess."""
+    from clsx.core.metadata import MetadataError, is_partial, read_metadata_or_graph
+
+    if Path(path).suffix.lower() not in (".onnx", ".plan", ".engine") or not Path(path).is_file():
+        return False
+    try:
+        return is_partial(read_metadata_or_graph(path))
+    except MetadataError:
+        return False  # opening it says what is wrong
 
 
 def preprocess_differences(ref: PreprocessSpec, cand: PreprocessSpec) -> list[str]:
@@ -375,6 +396,7 @@ def run_parity(
     input_mode: str = "own",
     device: str | None = None,
     model_opts: Mapping[str, Any] | None = None,
+    graph_opts: Mapping[str, Any] | None = None,
 ) -> ParityReport:
     """Run ``reference`` and every candidate over the images under ``images`` and compare their logits.
 
@@ -399,7 +421,7 @@ def run_parity(
     arts: list[_Artifact] = []
     try:
         for t in [reference, *candidates]:
-            rt, owned = open_target(t, device=device, model_opts=model_opts)
+            rt, owned = open_target(t, device=device, model_opts=model_opts, graph_opts=graph_opts)
             arts.append(_Artifact(target_name(t), rt, owned))
         for a in arts:
             a.spec = a.runtime.spec
@@ -418,10 +440,11 @@ def run_parity(
                 a.runtime.deactivate()
 
 
-def _assign_groups(arts: list[_Artifact], input_mode: str, differs: dict[int, list[str]]) -> list[PreprocessSpec]:
-    """Distinct preprocessing specs to compute, and each artifact's index into them."""
+def _assign_groups(arts: list[_Artifact], input_mode: str,
+                   differs: dict[int, list[str]]) -> list[tuple[PreprocessSpec, InputFormat]]:
+    """Distinct (preprocessing, input format) pairs to compute, and each artifact's index into them."""
     ref = arts[0]
-    specs: list[PreprocessSpec] = [ref.pre]
+    specs: list[tuple[PreprocessSpec, InputFormat]] = [(ref.pre, ref.fmt)]
     for c in arts[1:]:
         if differs[id(c)]:
             shown = "; ".join(differs[id(c)])
@@ -434,14 +457,14 @@ def _assign_groups(arts: list[_Artifact], input_mode: str, differs: dict[int, li
             else:
                 log.warning("%s: preprocessing differs from the reference's (%s); it gets the input its own "
                             "metadata describes, so the figures include what that difference costs", c.name, shown)
-        pre = ref.pre if input_mode == "shared" else c.pre
-        if pre not in specs:
-            specs.append(pre)
-        c.group = specs.index(pre)
+        key = (ref.pre if input_mode == "shared" else c.pre, c.fmt)
+        if key not in specs:
+            specs.append(key)
+        c.group = specs.index(key)
     return specs
 
 
-def _compare_all(ref: _Artifact, cands: list[_Artifact], specs: list[PreprocessSpec], paths: list[Path], k: int,
+def _compare_all(ref: _Artifact, cands: list[_Artifact], specs: list[tuple[PreprocessSpec, InputFormat]], paths: list[Path], k: int,
                  batch_size: int, workers: int, thresholds: Thresholds, input_mode: str,
                  differs: dict[int, list[str]]) -> ParityReport:
     n = len(paths)
@@ -454,7 +477,7 @@ def _compare_all(ref: _Artifact, cands: list[_Artifact], specs: list[PreprocessS
         log.info("candidate %s: %s", c.name, c.runtime.describe())
 
     def load_all(path: Path) -> list[tuple[np.ndarray | None, str | None]]:
-        return [decode(lambda src: preprocess(src, spec), path, str(path)) for spec in specs]
+        return [decode(lambda src: preprocess(src, spec, fmt), path, str(path)) for spec, fmt in specs]
 
     loaded_iter = read_ahead(paths, load_all, workers=workers, window=default_window(batch_size, workers), name="clsx-parity")
     for start, chunk in zip(range(0, n, batch_size), batched(loaded_iter, batch_size)):

@@ -275,6 +275,22 @@ def build(
     return LoadedModel(module=module, spec=spec)
 
 
+def preset_spec(name: str) -> ModelSpec:
+    """``--preset NAME``: a model clsx knows, as a spec (its eval preprocessing, class count and, for
+    ImageNet heads, labels) without building the network, for graphs that carry none. A preset is a
+    zoo model (``timm:NAME``, ``tv:NAME``, a bare name), never a ``module:function``."""
+    from clsx.zoo.labels import imagenet_labels
+
+    resolved = resolve(name, allow_code=False)
+    spec = resolved.source.default_spec(resolved.name, None)
+    labels: tuple[str, ...] | None = None
+    if spec.num_classes == 1000:
+        labels = imagenet_labels()
+    elif spec.num_classes == 1001:
+        labels = ("background", *imagenet_labels())
+    return replace(spec, labels=labels)
+
+
 def _check_runs_at(module: "nn.Module", size: tuple[int, int, int], native: tuple[int, int, int], ref: str, classes: int) -> None:
     """One zero-input forward pass when the input size differs from the model's own, so a fixed-size
     network (pooling with a set kernel, e.g. pm:bninception, pm:se_resnet50 at 224) fails here in one
@@ -308,4 +324,4 @@ def _count_outputs(module: "nn.Module", input_size: tuple[int, int, int]) -> int
     return int(out.shape[1])
 
 
-__all__ = ["FileModelName", "LoadedModel", "Resolved", "ZooEntry", "build", "list_models", "resolve", "PRETRAINEDMODELS_ALIASES"]
+__all__ = ["FileModelName", "LoadedModel", "Resolved", "ZooEntry", "build", "list_models", "preset_spec", "resolve", "PRETRAINEDMODELS_ALIASES"]

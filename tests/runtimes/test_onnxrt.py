@@ -97,10 +97,10 @@ def test_bad_batches_are_user_errors(tiny_onnx):
     np.testing.assert_allclose(rt.run(x64), rt.run(x64.astype(np.float32)))
 
 
-def test_onnx_without_clsx_metadata_needs_a_spec(tiny, tmp_path):
+def test_onnx_without_clsx_metadata_needs_its_preprocessing(tiny, tmp_path):
     path = export(tiny, tmp_path / "bare.onnx", metadata=False)
     rt = clsx.open(path)
-    with pytest.raises(MetadataError, match="pass spec="):
+    with pytest.raises(MetadataError, match="preprocessing is unknown; pass --preset MODEL"):
         rt.spec
     assert rt.inputs[0].shape[1:] == (3, 32, 32)  # read from the session instead
     given = clsx.open(path, spec=tiny.spec)

@@ -124,8 +124,11 @@ def test_fixed_batch_one_serves_single_images(schema, tmp_path, tiny_onnx):
     model = write_triton_repository([_fixed_batch(tmp_path, tiny_onnx, 1)], tmp_path / "repo")[0]
     cfg = parse_config(model.config)
     assert cfg.max_batch_size == 1 and list(cfg.input[0].dims) == [3, 32, 32] and not cfg.HasField("dynamic_batching")
-    with pytest.raises(TritonRepoError, match="fixed batch of 4; Triton batches requests itself"):
-        write_triton_repository([_fixed_batch(tmp_path, tiny_onnx, 4)], tmp_path / "repo4")
+    four = write_triton_repository([_fixed_batch(tmp_path, tiny_onnx, 4)], tmp_path / "repo4")[0]
+    cfg = parse_config(four.config)  # served as is: no Triton batching, the batch axis in the dims
+    assert cfg.max_batch_size == 0 and list(cfg.input[0].dims) == [4, 3, 32, 32] and not cfg.HasField("dynamic_batching")
+    with pytest.raises(TritonRepoError, match="fixed batch of 4; Triton cannot batch it further"):
+        write_triton_repository([_fixed_batch(tmp_path, tiny_onnx, 4)], tmp_path / "repo8", max_batch=8)
 
 
 def _cli_error(args: list[str]) -> str:
