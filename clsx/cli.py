@@ -46,9 +46,13 @@ class _ClsxGroup(TyperGroup):
                 typer.echo(f"clsx: error: {exc}", err=True)
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (see main): temporaries are gone by now
-            name = "SIGTERM" if isinstance(exc, Terminated) else "SIGINT"
-            typer.echo(f"clsx: interrupted ({name}); nothing was published", err=True)
-            raise typer.Exit(128 + (signal.SIGTERM if name == "SIGTERM" else signal.SIGINT)) from None
+            _interrupted(signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT)
+        except Exception:
+            # The signal's exception can land inside a library's lock handling (a thread pool shutting
+            # down: "release unlocked lock") and come out as another error; it is still the interrupt.
+            if _SIGNALLED:
+                _interrupted(_SIGNALLED[-1])
+            raise
         finally:
             logger.handlers[:], logger.propagate = saved[0], saved[2]
             logger.setLevel(saved[1])  # (setLevel, not .level =: it clears the loggers' level cache)
@@ -63,8 +67,24 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, raised where the process is, so every ``finally`` and ``with`` cleans up as for Ctrl-C."""
 
 
+#: Signals received (SIGINT, SIGTERM) while a command ran: see _ClsxGroup.invoke.
+_SIGNALLED: list[int] = []
+
+
 def _on_sigterm(signum: int, frame: Any) -> None:
+    _SIGNALLED.append(signum)
     raise Terminated()
+
+
+def _on_sigint(signum: int, frame: Any) -> None:
+    _SIGNALLED.append(signum)
+    raise KeyboardInterrupt()
+
+
+def _interrupted(signum: int) -> None:
+    name = "SIGTERM" if signum == signal.SIGTERM else "SIGINT"
+    typer.echo(f"clsx: interrupted ({name}); nothing was published", err=True)
+    raise typer.Exit(128 + signum) from None
 
 
 def _untyped_flags(params: list[Any]) -> list[Any]:
@@ -703,6 +723,8 @@ def main() -> None:
     143); a file-size limit makes writes fail with EFBIG (one line) instead of killing the process;
     a stdout that cannot take the data (full disk, closed pipe) is one line, exit 1."""
     signal.signal(signal.SIGTERM, _on_sigterm)
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # (not where SIGINT is ignored: nohup, &)
+        signal.signal(signal.SIGINT, _on_sigint)
     if hasattr(signal, "SIGXFSZ"):
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     try:
