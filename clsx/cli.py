@@ -615,10 +615,20 @@ def val_cmd(
     pretrained: PretrainedOpt = False,
     random_weights: RandomWeightsOpt = False,
     num_classes: NumClassesOpt = None,
+    preset: PresetOpt = None,
+    labels: LabelsOpt = None,
+    input_size: InputSizeOpt = None,
+    mean: MeanOpt = None,
+    std: StdOpt = None,
+    interpolation: InterpOpt = None,
+    crop_pct: CropPctOpt = None,
+    resize_size: ResizeSizeOpt = None,
+    channel_order: ChannelOrderOpt = None,
+    input_range: InputRangeOpt = None,
 ) -> None:
     """Labelled accuracy on DATA: top-1 and top-k with n and a 95% Wilson interval per artifact, and each one's drop against the first.
 
-    Unreadable images are counted and excluded for every artifact. --weights/--pretrained/--num-classes apply to model names (torch).
+    Unreadable images are counted and excluded for every artifact. --weights/--pretrained/--num-classes apply to model names (torch); --preset, --labels and the preprocessing flags to ONNX graphs clsx did not make.
 
     Exit status 3 when --min-top1 is missed; 1 when DATA is missing or malformed, names a class the model does not have, or the artifacts are not the same classifier.
     """
@@ -628,6 +638,7 @@ def val_cmd(
         artifacts, data, topk=topk, batch_size=batch_size, per_class=per_class, workers=workers, device=device,
         min_top1=min_top1, model_opts={"weights": weights, "pretrained": pretrained, "num_classes": num_classes,
                                        "random_weights": random_weights},
+        graph_opts=graph_options(preset, labels, input_size, mean, std, interpolation, crop_pct, resize_size, channel_order, input_range),
     )
     typer.echo(json.dumps(report.to_dict(), indent=2) if as_json else report.format_table(), nl=as_json)
     gate = report.gate_error()

@@ -438,12 +438,14 @@ def run_val(
     device: str | None = None,
     min_top1: float | None = None,
     model_opts: Mapping[str, Any] | None = None,
+    graph_opts: Mapping[str, Any] | None = None,
 ) -> ValReport:
     """Top-1 / top-k accuracy of each artifact on labelled DATA (see the module docstring).
 
     ``artifacts``: anything :func:`clsx.open` takes (``model.onnx``, ``model.plan``, ``NAME@BACKEND``,
     a built ``LoadedModel``) or an open Runtime; ``model_opts`` (weights, pretrained, num_classes)
-    apply to model names on torch. Raises :class:`ValError` (exit 1) for bad DATA or artifacts that are
+    apply to model names on torch; ``graph_opts`` (preset, preprocess, labels) to ONNX graphs clsx did
+    not make, as in :func:`clsx.tools.parity.run_parity`. Raises :class:`ValError` (exit 1) for bad DATA or artifacts that are
     not the same classifier; the ``min_top1`` gate is reported (``report.gate_error()``), not raised.
     """
     if not artifacts:
@@ -457,7 +459,7 @@ def run_val(
     opened: list[tuple[str, Any, bool]] = []
     try:
         for t in artifacts:
-            rt, owned = open_target(t, device=device, model_opts=model_opts)
+            rt, owned = open_target(t, device=device, model_opts=model_opts, graph_opts=graph_opts)
             opened.append((target_name(t), rt, owned))
         names = [name for name, _, _ in opened]
         specs = [rt.spec for _, rt, _ in opened]

@@ -264,3 +264,18 @@ def test_preset_on_clsx_artifacts_is_not_used(graphs, images):
     res = cli("infer", graphs["r18_clsx"], images, "--preset", "tv:resnet18", "-k", "1")
     assert "carries clsx metadata: preset tv:resnet18 is not used" in res.stderr
     assert len(res.stdout.strip().splitlines()) == 13
+
+
+def test_val_scores_a_foreign_graph_like_clsx_own_export(graphs, photos, tmp_path):
+    """clsx val on timm's own TorchScript export with --preset: the same labelled accuracy, image by
+    image, as clsx's export of the same real weights (labels: what the photos show)."""
+    known = {"coffee.png": "espresso", "chelsea.png": "tiger cat"}
+    rows = [f"{p},{known[p.name]}" for p in photos if p.name in known]
+    data = tmp_path / "val.csv"
+    data.write_text("path,label\n" + "\n".join(rows) + "\n")
+    res = cli("val", graphs["lite0_clsx"], graphs["timm"], data, "--preset", PRESET["timm"], "--json")
+    report = json.loads(res.stdout)
+    own, foreign = report["artifacts"]
+    assert own["n"] == foreign["n"] == len(rows) == 2
+    for key in ("top1", "topk"):
+        assert foreign[key]["correct"] == own[key]["correct"] == 2 and foreign[key]["ci95"] == own[key]["ci95"]
