@@ -29,6 +29,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from clsx.calib import entropy
 from clsx.core.optional import require
 from clsx.core.errors import ClsxError
 
@@ -38,12 +39,6 @@ METHODS = ("minmax", "entropy", "percentile")
 TARGETS = ("tensorrt", "cpu")
 #: layers whose inputs (activation and weight) carry Q/DQ in the TensorRT layout
 WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
-#: histogram bins of the entropy calibrator (TensorRT's IInt8EntropyCalibrator2 used 2048)
-ENTROPY_BINS = 1024
-#: the histogram methods see every STRIDE-th row and column of large feature maps: a histogram is a
-#: distribution estimate, and a quarter of ~10^5 values per map and image estimates it as well while
-#: halving entropy calibration time (resnet50, 512 images); MinMax always sees everything
-HISTOGRAM_STRIDE = 2
 QUANTIZED_OPS = ("QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul", "ConvInteger", "MatMulInteger")
 
 
@@ -186,9 +181,9 @@ def _calibrator(prepared: Path, config: QuantConfig, workdir: Path):
 
     ONNX Runtime's factory watches every input *and output* of the listed op types; the TensorRT
     layout quantizes only the activation inputs of weighted layers, so the outputs (as large again)
-    are dropped: half the memory and half the histogram work. Entropy searches its KL threshold as
-    TensorRT's calibrator did (128 quantized bins) over ``ENTROPY_BINS`` histogram bins; ONNX Runtime's
-    default of 128 bins leaves that search a single candidate, i.e. min-max.
+    are dropped: half the memory and half the histogram work. Entropy keeps ONNX Runtime's collection
+    but histograms absolute values and searches the threshold as TensorRT does (:mod:`clsx.calib.entropy`);
+    every method sees every value of every watched tensor.
     """
     cal = require("onnxruntime.quantization.calibrate", purpose="INT8 calibration")
     base = {"minmax": cal.MinMaxCalibrater, "entropy": cal.EntropyCalibrater, "percentile": cal.PercentileCalibrater}[config.method]
@@ -202,6 +197,11 @@ def _calibrator(prepared: Path, config: QuantConfig, workdir: Path):
                 tensors = {t for t in tensors if t in inputs}
             return tensors, value_infos
 
+        def collect_data(self, data_reader):
+            if config.method == "entropy" and self.collector is None:
+                self.collector = _entropy_collector(cal, self.num_bins)
+            super().collect_data(data_reader)
+
         def create_inference_session(self):
             # ONNX Runtime builds this session unoptimized; its extended fusions keep every graph output
             # (the watched tensors), so they are safe here and save time on every calibration batch.
@@ -214,16 +214,33 @@ def _calibrator(prepared: Path, config: QuantConfig, workdir: Path):
 
     kwargs: dict[str, Any] = {"symmetric": config.activation_symmetric}
     if config.method == "entropy":
-        kwargs.update(num_bins=ENTROPY_BINS, num_quantized_bins=128)
+        kwargs.update(num_bins=entropy.HISTOGRAM_BINS)
     elif config.method == "percentile":
         kwargs.update(num_bins=2048, percentile=config.percentile)
     calibrator = Calibrator(str(prepared), None, str(workdir / "augmented.onnx"), **kwargs)
     calibrator.augment_graph()
     hidden = _expose_watched_tensors(calibrator) if config.method == "minmax" else ()
     calibrator.create_inference_session()
-    stride = HISTOGRAM_STRIDE if config.method in ("entropy", "percentile") else 1
-    calibrator.infer_session = ChannelMeans(calibrator.infer_session, hidden=hidden, stride=stride)
+    calibrator.infer_session = ChannelMeans(calibrator.infer_session, hidden=hidden)
     return calibrator
+
+
+def _entropy_collector(cal, num_bins: int):
+    """ONNX Runtime's histogram collector on absolute values, with TensorRT's threshold search."""
+
+    class AbsEntropyCollector(cal.HistogramCollector):
+        def collect(self, name_to_arr):
+            return self.collect_absolute_value(name_to_arr)
+
+        def compute_collection_result(self):
+            result = {}
+            for tensor, (hist, edges, low, high) in self.histogram_dict.items():
+                t = entropy.entropy_threshold(hist, edges)
+                result[tensor] = (np.array(max(low, -t), edges.dtype), np.array(min(high, t), edges.dtype), hist, edges)
+            return result
+
+    return AbsEntropyCollector(method="entropy", symmetric=True, num_bins=num_bins, num_quantized_bins=entropy.LEVELS,
+                               percentile=99.999, scenario="same")
 
 
 def _expose_watched_tensors(calibrator) -> tuple[str, ...]:
@@ -245,12 +262,10 @@ def _expose_watched_tensors(calibrator) -> tuple[str, ...]:
 class ChannelMeans:
     """Wraps the calibrator's ONNX Runtime session: while the calibrator collects ranges from every
     watched activation, accumulate each one's per-channel mean too (what bias correction needs), so
-    no second pass over the images is needed. With ``stride`` > 1 the calibrator gets large feature
-    maps thinned to every stride-th row and column (histogram methods; see HISTOGRAM_STRIDE)."""
+    no second pass over the images is needed."""
 
-    def __init__(self, session, hidden: Sequence[str] = (), stride: int = 1) -> None:
+    def __init__(self, session, hidden: Sequence[str] = ()) -> None:
         self._session = session
-        self._stride = stride
         self._hidden = set(hidden)
         self._all = [o.name for o in session.get_outputs()]
         self._shown = [i for i, name in enumerate(self._all) if name not in self._hidden]
@@ -276,13 +291,7 @@ class ChannelMeans:
             axes = (0, *range(2, value.ndim))
             self._sums[name] = self._sums.get(name, 0) + value.mean(axis=axes, dtype=np.float64) * n
         self._count += n or 0
-        return [self._thin(outputs[i]) for i in self._shown]
-
-    def _thin(self, value):
-        s = self._stride
-        if s > 1 and isinstance(value, np.ndarray) and value.ndim == 4 and value.shape[2] >= 8 * s and value.shape[3] >= 8 * s:
-            return np.ascontiguousarray(value[:, :, ::s, ::s])
-        return value
+        return [outputs[i] for i in self._shown]
 
     def means(self) -> dict[str, np.ndarray]:
         return {k: (v / self._count).astype(np.float32) for k, v in self._sums.items()} if self._count else {}
