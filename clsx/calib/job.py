@@ -25,7 +25,8 @@ import numpy as np
 
 from clsx.calib import cache as calib_cache
 from clsx.calib.bias_correction import weight_shifts
-from clsx.calib.quantize import QuantConfig, QuantizationError, check_quantizable, collect_ranges, graph_problems, prepare, quantizable_nodes, quantize
+from clsx.calib.quantize import (QuantConfig, QuantizationError, check_quantizable, collect_ranges, graph_problems, prepare,
+                                 quantizable_nodes, quantize, unquantized_layers)
 from clsx.calib.reader import BatchStream, CalibrationDataError, ImageSplit, OrtCalibrationReader, split_images
 from clsx.core.agreement import Agreement, compare
 from clsx.core.artifact import checked_onnx
@@ -194,6 +195,7 @@ def calibrate(
         with Phase("quantizing", log):
             plain = job.quantize("int8_plain.onnx")
             job, int8 = _bias_correct(job, plain)
+        _check_coverage(job, int8, ())
         with Phase("evaluating INT8 against FP32", log):
             outcome = _evaluate(job, int8)
         final, doc = _publish(job, outcome)
@@ -310,6 +312,20 @@ def _bias_correct(job: _Job, plain: Path) -> tuple[_Job, Path]:
     log.info("bias correction: %d layers", len(shifts))
     job = dataclasses.replace(job, shifts=shifts)
     return job, job.quantize("int8.onnx")
+
+
+def _check_coverage(job: _Job, int8: Path, kept_float: Sequence[str]) -> None:
+    """An INT8 graph with fewer weighted layers quantized than asked is a failed gate, never a silent no-op."""
+    missing = unquantized_layers(job.prepared, int8, kept_float)
+    if not missing:
+        return
+    total = len(quantizable_nodes(job.prepared)) + sum(why == "it computes a shape" for why in missing.values())
+    reasons: dict[str, list[str]] = {}
+    for name, why in missing.items():
+        reasons.setdefault(why, []).append(name)
+    said = "; ".join(f"{len(names)} because {why} (e.g. {names[0]})" for why, names in reasons.items())
+    raise GateFailedError(f"only {total - len(kept_float) - len(missing)} of the {total - len(kept_float)} weighted layers "
+                          f"asked for are quantized: {len(missing)} stayed in float, {said}; nothing written")
 
 
 def _logits(model_path: Path, batches: list[np.ndarray]) -> np.ndarray:

@@ -356,7 +356,33 @@ def quantize(prepared: Path, out: Path, ranges_cache: Path, config: QuantConfig,
     )
     if exclude:
         _float_inputs_for(out, set(exclude))
+    _float_outputs(out)
     return out
+
+
+def _float_outputs(path: Path) -> None:
+    """The network's outputs stay float in every layout: a Q/DQ pair in front of a graph output (ONNX Runtime
+    quantizes the logits in the cpu layout, to uint8 with a range calibrated below their true maximum, which
+    clips and ties top-1 logits) is removed, and the output is the float tensor before it again."""
+    import onnx
+
+    model = onnx.load(str(path))
+    producer = {o: n for n in model.graph.node for o in n.output}
+    changed = False
+    for output in model.graph.output:
+        dq = producer.get(output.name)
+        q = producer.get(dq.input[0]) if dq is not None and dq.op_type == "DequantizeLinear" else None
+        if q is None or q.op_type != "QuantizeLinear":
+            continue
+        source = q.input[0]
+        for node in model.graph.node:  # the float tensor takes the output's name
+            node.input[:] = [output.name if i == source else i for i in node.input]
+            node.output[:] = [output.name if o == source else o for o in node.output]
+        dq.output[0] = dq.output[0] + "__unused"
+        changed = True
+    if changed:
+        _prune_dangling(model)
+        onnx.save(model, str(path))
 
 
 def integer_kernel_weights(graph: Path, keep_float: set[str] = frozenset()) -> dict[str, int]:
@@ -404,18 +430,44 @@ def integer_kernel_weights(graph: Path, keep_float: set[str] = frozenset()) -> d
     return dict(sorted(weights.items()))
 
 
+#: inputs that carry a shape, size, index or axis list, not data: what shape arithmetic computes
+SHAPE_INPUTS = {
+    "Pad": (1, 3), "Reshape": (1,), "Resize": (1, 2, 3), "Upsample": (1,), "Slice": (1, 2, 3, 4),
+    "Expand": (1,), "Tile": (1,), "ConstantOfShape": (0,), "Unsqueeze": (1,), "Squeeze": (1,),
+    "Range": (0, 1, 2), "TopK": (1,), "Split": (1,), "OneHot": (1,), "ReduceMean": (1,), "ReduceSum": (1,),
+    "ReduceMax": (1,), "ReduceMin": (1,), "ReduceProd": (1,), "ReduceL2": (1,), "CenterCropPad": (1,),
+}
+
+
 def shape_nodes(prepared: Path) -> set[str]:
-    """Nodes downstream of Shape/Size: arithmetic on tensor sizes (e.g. TorchScript's dynamic "same"
-    padding in timm's tf_* models). Quantizing it would shift paddings and reshapes by whole pixels,
-    so it always stays in float."""
+    """The nodes that compute tensor shapes: Shape/Size, and every node whose outputs are used only as
+    shapes (the shape, size, index or axis inputs of :data:`SHAPE_INPUTS`) or by other shape arithmetic,
+    e.g. TorchScript's dynamic "same" padding in timm's tf_* models (Shape -> Gather -> Sub -> Ceil ->
+    ... -> Concat -> Pad's pads). Quantizing it would shift paddings and reshapes by whole pixels, so it
+    stays in float; the data path it pads or reshapes is not shape arithmetic and is quantized as usual."""
     import onnx
 
     model = onnx.load(str(prepared), load_external_data=False)
-    tainted: set[str] = set()
+    uses: dict[str, list[tuple[Any, int]]] = {}
+    for node in model.graph.node:
+        for idx, name in enumerate(node.input):
+            uses.setdefault(name, []).append((node, idx))
+    graph_outputs = {o.name for o in model.graph.output}
     names: set[str] = set()
-    for node in model.graph.node:  # ONNX graphs are topologically sorted
-        if node.op_type in ("Shape", "Size") or any(i in tainted for i in node.input):
-            tainted.update(node.output)
+
+    def used_as_shape(node, idx: int) -> bool:
+        if node.op_type in ("Shape", "Size"):
+            return False  # reads only the producer's shape: the producer itself computes data
+        return idx in SHAPE_INPUTS.get(node.op_type, ()) or node.name in names
+
+    for node in reversed(model.graph.node):  # ONNX graphs are topologically sorted: consumers first
+        if node.op_type in ("Shape", "Size"):
+            names.add(node.name)
+            continue
+        if node.op_type in WEIGHTED_OPS or any(o in graph_outputs for o in node.output):
+            continue
+        consumers = [use for o in node.output for use in uses.get(o, [])]
+        if consumers and all(used_as_shape(c, i) for c, i in consumers):
             names.add(node.name)
     return names
 
@@ -470,6 +522,30 @@ def quantizable_nodes(prepared: Path) -> list[str]:
     model = onnx.load(str(prepared), load_external_data=False)
     skip = shape_nodes(prepared)
     return [n.name for n in model.graph.node if n.op_type in WEIGHTED_OPS and n.name not in skip]
+
+
+def unquantized_layers(prepared: Path, qdq_path: Path, kept_float: Sequence[str] = ()) -> dict[str, str]:
+    """Weighted layers of ``prepared`` that are neither kept in float on purpose nor quantized in
+    ``qdq_path`` (no DequantizeLinear on their weight), each with the reason found: ``{node: why}``."""
+    import onnx
+
+    source = onnx.load(str(prepared), load_external_data=False)
+    inits = {t.name for t in source.graph.initializer}
+    shapes = shape_nodes(prepared)
+    out = onnx.load(str(qdq_path), load_external_data=False)
+    dq_outputs = {o for n in out.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    quantized = {n.name for n in out.graph.node if n.op_type in WEIGHTED_OPS and len(n.input) > 1 and n.input[1] in dq_outputs}
+    missing: dict[str, str] = {}
+    for node in source.graph.node:
+        if node.op_type not in WEIGHTED_OPS or node.name in kept_float or node.name in quantized:
+            continue
+        if node.name in shapes:
+            missing[node.name] = "it computes a shape"
+        elif len(node.input) < 2 or node.input[1] not in inits:
+            missing[node.name] = "its weight is computed in the graph, not a constant"
+        else:
+            missing[node.name] = "ONNX Runtime's quantizer left it in float"
+    return missing
 
 
 def graph_problems(qdq_path: Path) -> list[str]:

@@ -31,6 +31,16 @@ def _qdq_stats(path):
     return q, dq, zero_points, int32_dq, per_channel
 
 
+def _logits_stay_float(path):
+    """The network output comes straight from the float classifier layer: no Q/DQ pair clips or ties the logits."""
+    model = onnx.load(str(path))
+    producers = {o: n for n in model.graph.node for o in n.output}
+    out = model.graph.output[0]
+    return (out.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+            and producers[out.name].op_type in ("Gemm", "MatMul", "Add", "Flatten", "Reshape")
+            and not any(n.op_type == "QuantizeLinear" and n.input[0] == out.name for n in model.graph.node))
+
+
 def test_qdq_graph_is_what_tensorrt_accepts(small_onnx, photo_split, tmp_path, caplog):
     calib_dir, _ = photo_split
     res = calibrate(small_onnx, calib_dir, tmp_path / "r18.int8.onnx", num=16, batch=8)
@@ -41,6 +51,7 @@ def test_qdq_graph_is_what_tensorrt_accepts(small_onnx, photo_split, tmp_path, c
     assert not int32_dq, "biases must stay float (TensorRT rejects int32-bias DequantizeLinear)"
     assert per_channel, "weights must be quantized per channel"
     assert graph_problems(res.path) == []
+    assert _logits_stay_float(res.path)
     model = onnx.load(str(res.path))
     fed = {n.op_type for n in model.graph.node for i in n.input if i in {d.output[0] for d in dq}}
     assert fed == {"Conv", "Gemm", "Add"}, "Q/DQ feeds weighted layers (and residual adds, which TensorRT fuses into them) only"
@@ -199,6 +210,7 @@ def test_cpu_layout_runs_fused_on_onnx_runtime_and_tensorrt_refuses_it(small_onn
     res = calibrate(small_onnx, calib_dir, tmp_path / "r18.cpu.int8.onnx", num=16, batch=8, target="cpu")
     assert read_metadata(res.path)["calibration"]["target"] == "cpu"
     assert graph_problems(res.path), "the cpu layout is not TensorRT's: the detector must say so"
+    assert _logits_stay_float(res.path), "--for cpu must not quantize the logits"
     opts = ort.SessionOptions()
     opts.optimized_model_filepath = str(tmp_path / "optimized.onnx")
     sess = ort.InferenceSession(str(res.path), opts, providers=["CPUExecutionProvider"])
