@@ -289,6 +289,7 @@ def _ranges(req: _Request, prepared: Path, input_name: str, work: Path) -> _Rang
         log.info("reusing calibration ranges from %s (no calibration pass)", cache_path)
         return _Ranges(ort_ranges, means, len(calibration), 0, True)
 
+    req.split.warn_if_small()
     batch = req.options.batch
     stream = BatchStream(calibration, req.spec.preprocess, batch)
     log.info("calibrating (%s) on %d images from %s, batch %d", req.config.method, len(calibration), req.images, batch)

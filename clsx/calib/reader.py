@@ -38,6 +38,13 @@ class ImageSplit:
     calibration: tuple[Path, ...]
     evaluation: tuple[Path, ...]
 
+    def warn_if_small(self) -> None:
+        """Say when the calibration sample is below :data:`USEFUL_CALIBRATION_IMAGES` (before calibrating on it)."""
+        if len(self.calibration) < USEFUL_CALIBRATION_IMAGES:
+            log.warning("calibrating on %d images (%d source photos): below %d the ranges follow the few photos seen and "
+                        "will not generalise to unseen ones", len(self.calibration), len(_by_source(self.calibration)),
+                        USEFUL_CALIBRATION_IMAGES)
+
     def calibration_digest(self) -> str:
         """sha256 over the calibration file list (paths and sizes): part of the calibration cache key."""
         h = hashlib.sha256()
@@ -91,10 +98,6 @@ def split_images(folder: Path, num: int, *, seed: int = 0, eval_dir: Path | None
     calibration = pool[:num]
     if len(calibration) < num:
         log.warning("asked for %d calibration images; %s: using %d", num, why, len(calibration))
-    if len(calibration) < USEFUL_CALIBRATION_IMAGES:
-        log.warning("calibrating on %d images (%d source photos): below %d the ranges follow the few photos seen and "
-                    "will not generalise to unseen ones", len(calibration), len(_by_source(calibration)),
-                    USEFUL_CALIBRATION_IMAGES)
     return ImageSplit(tuple(sorted(calibration)), tuple(sorted(evaluation)))
 
 

@@ -318,6 +318,7 @@ def test_default_split_keeps_every_view_of_a_photo_on_one_side(photo_split, capl
         assert held and not held & {source_of(p) for p in split.calibration}
     assert source_of(calib_dir / "coffee_03.jpg") == source_of(calib_dir / "coffee_00.jpg") != source_of(calib_dir / "chelsea_00.jpg")
     assert "held out for evaluation" in caplog.text and "asked for 512" in caplog.text
+    split.warn_if_small()
     assert f"below {USEFUL_CALIBRATION_IMAGES}" in caplog.text
 
 
