@@ -134,10 +134,18 @@ def clsx_int8(fp32: Path, calib: Path, out: Path, method: str, layout: str, gate
 
 
 def modelopt_int8(fp32: Path, data: np.ndarray, out: Path, method: str) -> Path:
-    from modelopt.onnx.quantization import quantize
+    """ModelOpt in a child process: it patches ONNX Runtime's quantization classes in the process that imports it."""
+    import subprocess
 
-    quantize(str(fp32), quantize_mode="int8", calibration_data=data, calibration_method=method,
-             calibration_eps=["cpu"], high_precision_dtype="fp32", output_path=str(out), log_level="ERROR")
+    npy = out.with_suffix(".calib.npy")
+    np.save(npy, data)
+    code = ("import sys, numpy as np; from modelopt.onnx.quantization import quantize; "
+            "quantize(sys.argv[1], quantize_mode='int8', calibration_data=np.load(sys.argv[2]), calibration_method=sys.argv[4], "
+            "calibration_eps=['cpu'], high_precision_dtype='fp32', output_path=sys.argv[3], log_level='ERROR')")
+    proc = subprocess.run([sys.executable, "-c", code, str(fp32), str(npy), str(out), method], capture_output=True, text=True)
+    npy.unlink()
+    if proc.returncode != 0:
+        raise RuntimeError(proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}")
     return out
 
 
@@ -193,12 +201,13 @@ def bench_model(name: str, fp32: Path, fold_dirs, rows_cfg, args) -> list[Row]:
             for cfg in rows_cfg:
                 tool, method, layout = cfg
                 row = rows[cfg]
-                row.note = method
+                row.note = row.note or method
                 t0 = time.perf_counter()
                 try:
                     path = one(tool, method, layout, fp32, calib, calib_data, Path(tmp), args.gate)
                 except Exception as exc:  # a failed gate still wrote its FAILED graph: report what it measured
-                    row.note = f"{method}: {type(exc).__name__}: {str(exc)[:90]}"
+                    row.note += f" ({type(exc).__name__}: {str(exc)[:100]})"
+                    log(f"{name} {tool} {method} {layout}: {row.note}")
                     failed = Path(tmp) / f"{tool}-{method}-{layout}.int8.FAILED.onnx"
                     if not failed.exists():
                         continue
@@ -243,7 +252,10 @@ def main() -> None:
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if not args.no_peers:
-        import modelopt.onnx.quantization  # noqa: F401  fail early, with the install hint in the docstring
+        import importlib.util
+
+        if importlib.util.find_spec("modelopt") is None:
+            raise SystemExit("ModelOpt is not installed in this Python: see the install lines at the top of this file")
     t0 = time.perf_counter()
     sections = []
     with tempfile.TemporaryDirectory(prefix="int8-peers-data-", dir=args.work) as tmp:

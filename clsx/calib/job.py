@@ -454,5 +454,5 @@ def _write(src: Path, final: Path, doc: dict[str, Any], *, force: bool) -> None:
     embed_in_onnx(model, doc)
     side = sidecar_path(final)
     with OutputSet([final, side], force=force) as out:
-        onnx.save(model, str(out.temp(final)))
+        out.write_bytes(final, model.SerializeToString())  # a full disk is one error line, like the sidecar's
         out.write_text(side, dumps(doc))
