@@ -206,8 +206,10 @@ def bench_model(name: str, fp32: Path, fold_dirs, rows_cfg, args) -> list[Row]:
                 try:
                     path = one(tool, method, layout, fp32, calib, calib_data, Path(tmp), args.gate)
                 except Exception as exc:  # a failed gate still wrote its FAILED graph: report what it measured
-                    row.note += f" ({type(exc).__name__}: {str(exc)[:100]})"
-                    log(f"{name} {tool} {method} {layout}: {row.note}")
+                    log(f"{name} {tool} {method} {layout}: {type(exc).__name__}: {exc}")
+                    short = "gate missed: its FAILED graph is measured" if "min-top1" in str(exc) else f"{type(exc).__name__}: {str(exc)[:80]}"
+                    if short not in row.note:
+                        row.note += f" ({short})"
                     failed = Path(tmp) / f"{tool}-{method}-{layout}.int8.FAILED.onnx"
                     if not failed.exists():
                         continue
