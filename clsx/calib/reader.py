@@ -59,7 +59,7 @@ class ImageSplit:
 USEFUL_CALIBRATION_IMAGES = 100
 
 #: a trailing view marker: photo_03.jpg, photo-flip.jpg, photo (2).jpg are views of ``photo``
-_VIEW_SUFFIX = re.compile(r"(?:[_\-. ](?:\d{1,3}|flip(?:ped)?|mirror(?:ed)?|aug\d*|crop\d*|view\d*)| \(\d+\))$", re.IGNORECASE)
+_VIEW_SUFFIX = re.compile(r"(?:[_\- ](?:\d{1,3}|flip(?:ped)?|mirror(?:ed)?|aug\d*|crop\d*|view\d*)| \(\d+\))$", re.IGNORECASE)
 
 
 def source_of(path: Path) -> tuple[str, str]:
@@ -104,6 +104,11 @@ def split_images(folder: Path, num: int, *, seed: int = 0, eval_dir: Path | None
 def _held_out(files: list[Path], eval_num: int, rng: random.Random) -> tuple[list[Path], list[Path], str]:
     """Hold out whole source photos (all their views) until about a fifth of the images, at most ``eval_num``."""
     groups = list(_by_source(files).values())
+    largest = max(groups, key=len)
+    if len(files) >= 20 and len(largest) > len(files) // 4:
+        log.warning("%d of %d images count as views of one source photo %r (names differing only by a trailing counter); "
+                    "if they are distinct photos, rename them or pass --eval-dir", len(largest), len(files),
+                    source_of(largest[0])[1])
     rng.shuffle(groups)
     target = max(1, min(eval_num, len(files) // 5))
     evaluation: list[Path] = []

@@ -333,3 +333,16 @@ def test_agreement_reports_n_and_a_wilson_interval():
     low, high = a.top1_interval
     assert 0.78 < low < 0.80 and high > 0.99, (low, high)  # 23/24 = 95.8 % is only known to be above ~79 %
     assert "23/24" in a.describe_top1() and a.to_dict()["top1_ci95"] == [low, high]
+
+
+def test_split_warns_when_one_name_covers_many_images(tmp_path, photo, caplog):
+    """frame_01.jpg ... frame_24.jpg count as views of one photo: the split says so instead of guessing."""
+    data = photo["coffee"].read_bytes()
+    for i in range(24):
+        (tmp_path / f"frame_{i:02d}.png").write_bytes(data)
+    for i in range(6):
+        (tmp_path / f"other{i}.png").write_bytes(data)
+    split = split_images(tmp_path, 512)
+    assert "count as views of one source photo 'frame'" in caplog.text
+    frames = [any(p.stem.startswith("frame") for p in side) for side in (split.calibration, split.evaluation)]
+    assert frames != [True, True], "one source is never on both sides"
