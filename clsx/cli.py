@@ -269,7 +269,7 @@ def calib_cmd(
     cache: Annotated[Optional[Path], typer.Option("--cache", help="Calibration cache: reused when it exists (skips calibration), written otherwise.")] = None,
     eval_dir: Annotated[Optional[Path], typer.Option("--eval-dir", help="Held-out evaluation images (default: a disjoint split of IMAGES).")] = None,
     eval_num: Annotated[int, typer.Option("--eval-num", min=1, help="Evaluation images at most.")] = 64,
-    min_top1: Annotated[Optional[float], typer.Option("--min-top1", help="Accuracy gate: keep sensitive layers in float until INT8 top-1 agreement with FP32 reaches this (exit 3 if never).")] = None,
+    min_top1: Annotated[Optional[float], typer.Option("--min-top1", help="Accuracy gate on the 95% Wilson lower bound of INT8-vs-FP32 top-1 agreement on the held-out images: keep sensitive layers in float until the bound reaches this (exit 3 if never). n/(n+3.84) is the best bound n images give: 0.9 needs >= 35.")] = None,
     max_float_layers: Annotated[Optional[int], typer.Option("--max-float-layers", min=1, help="Limit of layers the gate may keep in float (default: a quarter).")] = None,
     input_size: InputSizeOpt = None,
     mean: MeanOpt = None,

@@ -2,7 +2,7 @@
 
 File layout (JSON)::
 
-    {"clsx_calibration_cache": 2, "parent_sha256": ..., "method": ..., "target": ..., "images_sha256": ...,
+    {"clsx_calibration_cache": 3, "parent_sha256": ..., "method": ..., "target": ..., "images_sha256": ...,
      "num_images": ..., "ranges": <ONNX Runtime TensorsData as written by save_tensors_data>,
      "input_means": {tensor: [per-channel mean, ...]}}   # for bias correction
 
@@ -28,7 +28,7 @@ from clsx.core.spec import is_int, is_number, show_value
 from clsx.core.files import write_file
 
 log = logging.getLogger(__name__)
-FORMAT = 2
+FORMAT = 3  # 3: entropy ranges from the |x| histogram search (clsx.calib.entropy); format-2 entropy ranges clip too hard
 
 
 class CalibrationCacheError(ClsxError):

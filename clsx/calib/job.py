@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
 import tempfile
 import time
@@ -25,9 +26,10 @@ import numpy as np
 
 from clsx.calib import cache as calib_cache
 from clsx.calib.bias_correction import weight_shifts
-from clsx.calib.quantize import QuantConfig, QuantizationError, check_quantizable, collect_ranges, graph_problems, prepare, quantizable_nodes, quantize
+from clsx.calib.quantize import (QuantConfig, QuantizationError, check_quantizable, collect_ranges, graph_problems, prepare,
+                                 quantizable_nodes, quantize, unquantized_layers)
 from clsx.calib.reader import BatchStream, CalibrationDataError, ImageSplit, OrtCalibrationReader, split_images
-from clsx.core.agreement import Agreement, compare
+from clsx.core.agreement import Agreement, compare, wilson_interval
 from clsx.core.artifact import checked_onnx
 from clsx.core.errors import GateFailedError, SpecError
 from clsx.core.files import OutputSet, check_writable, output_path, refuse_existing, sha256_file
@@ -165,7 +167,8 @@ class _Outcome:
     float_layers: list[str] = field(default_factory=list)
 
     def missed(self, min_top1: float | None) -> bool:
-        return min_top1 is not None and (self.after is None or self.after.top1 < min_top1)
+        """The gate judges the lower bound of the 95 % interval, not the point estimate."""
+        return min_top1 is not None and (self.after is None or self.after.top1_low < min_top1)
 
 
 def default_output(model_path: Path) -> Path:
@@ -205,6 +208,7 @@ def calibrate(
         with Phase("quantizing", log):
             plain = job.quantize("int8_plain.onnx")
             job, int8 = _bias_correct(job, plain)
+        _check_coverage(job, int8, ())
         with Phase("evaluating INT8 against FP32", log):
             outcome = _evaluate(job, int8)
         final, doc = _publish(job, outcome)
@@ -213,7 +217,8 @@ def calibrate(
                          ranges.from_cache, time.perf_counter() - t0)
     log.info("wrote %s (%.1f s)", final, result.seconds)
     if outcome.missed(options.min_top1):
-        got = f"{outcome.after.top1:.1%}" if outcome.after else "unmeasured"
+        got = (f"{outcome.after.describe_top1()}: its lower bound" if outcome.after
+               else "unmeasured (no held-out images)")
         raise GateFailedError(f"INT8 top-1 agreement {got} is below --min-top1 {options.min_top1:.1%} even with "
                               f"{len(outcome.float_layers)} layers kept in float; wrote {final} for inspection")
     return result
@@ -289,6 +294,7 @@ def _ranges(req: _Request, prepared: Path, input_name: str, work: Path) -> _Rang
         log.info("reusing calibration ranges from %s (no calibration pass)", cache_path)
         return _Ranges(ort_ranges, means, len(calibration), 0, True)
 
+    req.split.warn_if_small()
     stream = req.stream(calibration, calibration=True)
     batch = stream.batch_size
     log.info("calibrating (%s) on %d images from %s, batch %d%s", req.config.method, len(calibration), req.images, batch,
@@ -318,6 +324,20 @@ def _bias_correct(job: _Job, plain: Path) -> tuple[_Job, Path]:
     return job, job.quantize("int8.onnx")
 
 
+def _check_coverage(job: _Job, int8: Path, kept_float: Sequence[str]) -> None:
+    """An INT8 graph with fewer weighted layers quantized than asked is a failed gate, never a silent no-op."""
+    missing = unquantized_layers(job.prepared, int8, kept_float)
+    if not missing:
+        return
+    total = len(quantizable_nodes(job.prepared)) + sum(why == "it computes a shape" for why in missing.values())
+    reasons: dict[str, list[str]] = {}
+    for name, why in missing.items():
+        reasons.setdefault(why, []).append(name)
+    said = "; ".join(f"{len(names)} because {why} (e.g. {names[0]})" for why, names in reasons.items())
+    raise GateFailedError(f"only {total - len(kept_float) - len(missing)} of the {total - len(kept_float)} weighted layers "
+                          f"asked for are quantized: {len(missing)} stayed in float, {said}; nothing written")
+
+
 def _logits(model_path: Path, batches: list[np.ndarray]) -> np.ndarray:
     import clsx
 
@@ -336,7 +356,9 @@ def _evaluate(job: _Job, int8: Path) -> _Outcome:
     before = compare(ref, _logits(int8, eval_batches))
     _log_agreement("INT8 (all layers)", before)
     min_top1 = req.options.min_top1
-    if min_top1 is not None and before.top1 < min_top1:
+    if min_top1 is not None:
+        _warn_if_too_few(before.images, min_top1)
+    if min_top1 is not None and before.top1_low < min_top1:
         return _fallback(job, int8, before, ref, eval_batches)
     return _Outcome(int8, before, before)
 
@@ -360,14 +382,24 @@ def _fallback(job: _Job, int8: Path, before: Agreement, ref: np.ndarray, eval_ba
         int8 = job.quantize(f"int8_keep{len(kept)}.onnx", exclude=kept)
         after = compare(ref, _logits(int8, eval_batches))
         _log_agreement(f"INT8 with {len(kept)} layers in float", after)
-        if after.top1 >= min_top1 or len(kept) >= min(limit, len(ranked)):
+        if after.top1_low >= min_top1 or len(kept) >= min(limit, len(ranked)):
             return _Outcome(int8, before, after, kept)
         k *= 2
 
 
+def _warn_if_too_few(n: int, min_top1: float) -> None:
+    """Even n agreements out of n have a lower bound below 1: say when the gate cannot pass at this n."""
+    best = wilson_interval(n, n)[0]  # n / (n + z^2)
+    if best < min_top1:
+        need = (f"it needs at least {math.ceil(1.96 ** 2 * min_top1 / (1 - min_top1))} images (--eval-num, --eval-dir)"
+                if min_top1 < 1 else "no finite evaluation set can pass --min-top1 1.0")
+        log.warning("--min-top1 %.1f%% is judged on the 95%% lower bound: with %d held-out images even %d/%d agreement "
+                    "bounds it at %.1f%%; %s", 100 * min_top1, n, n, n, 100 * best, need)
+
+
 def _log_agreement(what: str, a: Agreement) -> None:
-    log.info("%s vs FP32 on %d held-out images: top-1 agreement %.1f%%, FP32 top-1 in INT8 top-5 %.1f%%",
-             what, a.images, 100 * a.top1, 100 * a.ref_top1_in_topk)
+    log.info("%s vs FP32 on %d held-out images: top-1 agreement %s, FP32 top-1 in INT8 top-5 %.1f%%",
+             what, a.images, a.describe_top1(), 100 * a.ref_top1_in_topk)
 
 
 def _publish(job: _Job, outcome: _Outcome) -> tuple[Path, dict[str, Any]]:
@@ -418,8 +450,12 @@ def _int8_document(job: _Job, outcome: _Outcome) -> dict[str, Any]:
         "from_cache": job.ranges.from_cache,
         "eval_images": before.images if before else 0,
         "top1_agreement_all_int8": before.top1 if before else None,
+        "top1_agreement_all_int8_ci95": list(before.top1_interval) if before else None,
         "fp32_top1_in_int8_top5_all_int8": before.ref_top1_in_topk if before else None,
         "top1_agreement": after.top1 if after else None,
+        "top1_agreement_count": after.top1_count if after else None,
+        "top1_agreement_ci95": list(after.top1_interval) if after else None,
+        "gate": "the 95% Wilson lower bound of top1_agreement must reach min_top1",
         "fp32_top1_in_int8_top5": after.ref_top1_in_topk if after else None,
         "float_layers": outcome.float_layers,
         "min_top1": req.options.min_top1,
@@ -435,5 +471,5 @@ def _write(src: Path, final: Path, doc: dict[str, Any], *, force: bool) -> None:
     embed_in_onnx(model, doc)
     side = sidecar_path(final)
     with OutputSet([final, side], force=force) as out:
-        onnx.save(model, str(out.temp(final)))
+        out.write_bytes(final, model.SerializeToString())  # a full disk is one error line, like the sidecar's
         out.write_text(side, dumps(doc))

@@ -29,6 +29,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from clsx.calib import entropy
 from clsx.core.optional import require
 from clsx.core.errors import ClsxError
 
@@ -38,12 +39,6 @@ METHODS = ("minmax", "entropy", "percentile")
 TARGETS = ("tensorrt", "cpu")
 #: layers whose inputs (activation and weight) carry Q/DQ in the TensorRT layout
 WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
-#: histogram bins of the entropy calibrator (TensorRT's IInt8EntropyCalibrator2 used 2048)
-ENTROPY_BINS = 1024
-#: the histogram methods see every STRIDE-th row and column of large feature maps: a histogram is a
-#: distribution estimate, and a quarter of ~10^5 values per map and image estimates it as well while
-#: halving entropy calibration time (resnet50, 512 images); MinMax always sees everything
-HISTOGRAM_STRIDE = 2
 QUANTIZED_OPS = ("QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul", "ConvInteger", "MatMulInteger")
 
 
@@ -186,9 +181,9 @@ def _calibrator(prepared: Path, config: QuantConfig, workdir: Path):
 
     ONNX Runtime's factory watches every input *and output* of the listed op types; the TensorRT
     layout quantizes only the activation inputs of weighted layers, so the outputs (as large again)
-    are dropped: half the memory and half the histogram work. Entropy searches its KL threshold as
-    TensorRT's calibrator did (128 quantized bins) over ``ENTROPY_BINS`` histogram bins; ONNX Runtime's
-    default of 128 bins leaves that search a single candidate, i.e. min-max.
+    are dropped: half the memory and half the histogram work. Entropy keeps ONNX Runtime's collection
+    but histograms absolute values and searches the threshold as TensorRT does (:mod:`clsx.calib.entropy`);
+    every method sees every value of every watched tensor.
     """
     cal = require("onnxruntime.quantization.calibrate", purpose="INT8 calibration")
     base = {"minmax": cal.MinMaxCalibrater, "entropy": cal.EntropyCalibrater, "percentile": cal.PercentileCalibrater}[config.method]
@@ -202,6 +197,11 @@ def _calibrator(prepared: Path, config: QuantConfig, workdir: Path):
                 tensors = {t for t in tensors if t in inputs}
             return tensors, value_infos
 
+        def collect_data(self, data_reader):
+            if config.method == "entropy" and self.collector is None:
+                self.collector = _entropy_collector(cal, self.num_bins)
+            super().collect_data(data_reader)
+
         def create_inference_session(self):
             # ONNX Runtime builds this session unoptimized; its extended fusions keep every graph output
             # (the watched tensors), so they are safe here and save time on every calibration batch.
@@ -214,16 +214,33 @@ def _calibrator(prepared: Path, config: QuantConfig, workdir: Path):
 
     kwargs: dict[str, Any] = {"symmetric": config.activation_symmetric}
     if config.method == "entropy":
-        kwargs.update(num_bins=ENTROPY_BINS, num_quantized_bins=128)
+        kwargs.update(num_bins=entropy.HISTOGRAM_BINS)
     elif config.method == "percentile":
         kwargs.update(num_bins=2048, percentile=config.percentile)
     calibrator = Calibrator(str(prepared), None, str(workdir / "augmented.onnx"), **kwargs)
     calibrator.augment_graph()
     hidden = _expose_watched_tensors(calibrator) if config.method == "minmax" else ()
     calibrator.create_inference_session()
-    stride = HISTOGRAM_STRIDE if config.method in ("entropy", "percentile") else 1
-    calibrator.infer_session = ChannelMeans(calibrator.infer_session, hidden=hidden, stride=stride)
+    calibrator.infer_session = ChannelMeans(calibrator.infer_session, hidden=hidden)
     return calibrator
+
+
+def _entropy_collector(cal, num_bins: int):
+    """ONNX Runtime's histogram collector on absolute values, with TensorRT's threshold search."""
+
+    class AbsEntropyCollector(cal.HistogramCollector):
+        def collect(self, name_to_arr):
+            return self.collect_absolute_value(name_to_arr)
+
+        def compute_collection_result(self):
+            result = {}
+            for tensor, (hist, edges, low, high) in self.histogram_dict.items():
+                t = entropy.entropy_threshold(hist, edges)
+                result[tensor] = (np.array(max(low, -t), edges.dtype), np.array(min(high, t), edges.dtype), hist, edges)
+            return result
+
+    return AbsEntropyCollector(method="entropy", symmetric=True, num_bins=num_bins, num_quantized_bins=entropy.LEVELS,
+                               percentile=99.999, scenario="same")
 
 
 def _expose_watched_tensors(calibrator) -> tuple[str, ...]:
@@ -245,12 +262,10 @@ def _expose_watched_tensors(calibrator) -> tuple[str, ...]:
 class ChannelMeans:
     """Wraps the calibrator's ONNX Runtime session: while the calibrator collects ranges from every
     watched activation, accumulate each one's per-channel mean too (what bias correction needs), so
-    no second pass over the images is needed. With ``stride`` > 1 the calibrator gets large feature
-    maps thinned to every stride-th row and column (histogram methods; see HISTOGRAM_STRIDE)."""
+    no second pass over the images is needed."""
 
-    def __init__(self, session, hidden: Sequence[str] = (), stride: int = 1) -> None:
+    def __init__(self, session, hidden: Sequence[str] = ()) -> None:
         self._session = session
-        self._stride = stride
         self._hidden = set(hidden)
         self._all = [o.name for o in session.get_outputs()]
         self._shown = [i for i, name in enumerate(self._all) if name not in self._hidden]
@@ -276,13 +291,7 @@ class ChannelMeans:
             axes = (0, *range(2, value.ndim))
             self._sums[name] = self._sums.get(name, 0) + value.mean(axis=axes, dtype=np.float64) * n
         self._count += n or 0
-        return [self._thin(outputs[i]) for i in self._shown]
-
-    def _thin(self, value):
-        s = self._stride
-        if s > 1 and isinstance(value, np.ndarray) and value.ndim == 4 and value.shape[2] >= 8 * s and value.shape[3] >= 8 * s:
-            return np.ascontiguousarray(value[:, :, ::s, ::s])
-        return value
+        return [outputs[i] for i in self._shown]
 
     def means(self) -> dict[str, np.ndarray]:
         return {k: (v / self._count).astype(np.float32) for k, v in self._sums.items()} if self._count else {}
@@ -347,7 +356,33 @@ def quantize(prepared: Path, out: Path, ranges_cache: Path, config: QuantConfig,
     )
     if exclude:
         _float_inputs_for(out, set(exclude))
+    _float_outputs(out)
     return out
+
+
+def _float_outputs(path: Path) -> None:
+    """The network's outputs stay float in every layout: a Q/DQ pair in front of a graph output (ONNX Runtime
+    quantizes the logits in the cpu layout, to uint8 with a range calibrated below their true maximum, which
+    clips and ties top-1 logits) is removed, and the output is the float tensor before it again."""
+    import onnx
+
+    model = onnx.load(str(path))
+    producer = {o: n for n in model.graph.node for o in n.output}
+    changed = False
+    for output in model.graph.output:
+        dq = producer.get(output.name)
+        q = producer.get(dq.input[0]) if dq is not None and dq.op_type == "DequantizeLinear" else None
+        if q is None or q.op_type != "QuantizeLinear":
+            continue
+        source = q.input[0]
+        for node in model.graph.node:  # the float tensor takes the output's name
+            node.input[:] = [output.name if i == source else i for i in node.input]
+            node.output[:] = [output.name if o == source else o for o in node.output]
+        dq.output[0] = dq.output[0] + "__unused"
+        changed = True
+    if changed:
+        _prune_dangling(model)
+        onnx.save(model, str(path))
 
 
 def integer_kernel_weights(graph: Path, keep_float: set[str] = frozenset()) -> dict[str, int]:
@@ -395,18 +430,44 @@ def integer_kernel_weights(graph: Path, keep_float: set[str] = frozenset()) -> d
     return dict(sorted(weights.items()))
 
 
+#: inputs that carry a shape, size, index or axis list, not data: what shape arithmetic computes
+SHAPE_INPUTS = {
+    "Pad": (1, 3), "Reshape": (1,), "Resize": (1, 2, 3), "Upsample": (1,), "Slice": (1, 2, 3, 4),
+    "Expand": (1,), "Tile": (1,), "ConstantOfShape": (0,), "Unsqueeze": (1,), "Squeeze": (1,),
+    "Range": (0, 1, 2), "TopK": (1,), "Split": (1,), "OneHot": (1,), "ReduceMean": (1,), "ReduceSum": (1,),
+    "ReduceMax": (1,), "ReduceMin": (1,), "ReduceProd": (1,), "ReduceL2": (1,), "CenterCropPad": (1,),
+}
+
+
 def shape_nodes(prepared: Path) -> set[str]:
-    """Nodes downstream of Shape/Size: arithmetic on tensor sizes (e.g. TorchScript's dynamic "same"
-    padding in timm's tf_* models). Quantizing it would shift paddings and reshapes by whole pixels,
-    so it always stays in float."""
+    """The nodes that compute tensor shapes: Shape/Size, and every node whose outputs are used only as
+    shapes (the shape, size, index or axis inputs of :data:`SHAPE_INPUTS`) or by other shape arithmetic,
+    e.g. TorchScript's dynamic "same" padding in timm's tf_* models (Shape -> Gather -> Sub -> Ceil ->
+    ... -> Concat -> Pad's pads). Quantizing it would shift paddings and reshapes by whole pixels, so it
+    stays in float; the data path it pads or reshapes is not shape arithmetic and is quantized as usual."""
     import onnx
 
     model = onnx.load(str(prepared), load_external_data=False)
-    tainted: set[str] = set()
+    uses: dict[str, list[tuple[Any, int]]] = {}
+    for node in model.graph.node:
+        for idx, name in enumerate(node.input):
+            uses.setdefault(name, []).append((node, idx))
+    graph_outputs = {o.name for o in model.graph.output}
     names: set[str] = set()
-    for node in model.graph.node:  # ONNX graphs are topologically sorted
-        if node.op_type in ("Shape", "Size") or any(i in tainted for i in node.input):
-            tainted.update(node.output)
+
+    def used_as_shape(node, idx: int) -> bool:
+        if node.op_type in ("Shape", "Size"):
+            return False  # reads only the producer's shape: the producer itself computes data
+        return idx in SHAPE_INPUTS.get(node.op_type, ()) or node.name in names
+
+    for node in reversed(model.graph.node):  # ONNX graphs are topologically sorted: consumers first
+        if node.op_type in ("Shape", "Size"):
+            names.add(node.name)
+            continue
+        if node.op_type in WEIGHTED_OPS or any(o in graph_outputs for o in node.output):
+            continue
+        consumers = [use for o in node.output for use in uses.get(o, [])]
+        if consumers and all(used_as_shape(c, i) for c, i in consumers):
             names.add(node.name)
     return names
 
@@ -461,6 +522,30 @@ def quantizable_nodes(prepared: Path) -> list[str]:
     model = onnx.load(str(prepared), load_external_data=False)
     skip = shape_nodes(prepared)
     return [n.name for n in model.graph.node if n.op_type in WEIGHTED_OPS and n.name not in skip]
+
+
+def unquantized_layers(prepared: Path, qdq_path: Path, kept_float: Sequence[str] = ()) -> dict[str, str]:
+    """Weighted layers of ``prepared`` that are neither kept in float on purpose nor quantized in
+    ``qdq_path`` (no DequantizeLinear on their weight), each with the reason found: ``{node: why}``."""
+    import onnx
+
+    source = onnx.load(str(prepared), load_external_data=False)
+    inits = {t.name for t in source.graph.initializer}
+    shapes = shape_nodes(prepared)
+    out = onnx.load(str(qdq_path), load_external_data=False)
+    dq_outputs = {o for n in out.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    quantized = {n.name for n in out.graph.node if n.op_type in WEIGHTED_OPS and len(n.input) > 1 and n.input[1] in dq_outputs}
+    missing: dict[str, str] = {}
+    for node in source.graph.node:
+        if node.op_type not in WEIGHTED_OPS or node.name in kept_float or node.name in quantized:
+            continue
+        if node.name in shapes:
+            missing[node.name] = "it computes a shape"
+        elif len(node.input) < 2 or node.input[1] not in inits:
+            missing[node.name] = "its weight is computed in the graph, not a constant"
+        else:
+            missing[node.name] = "ONNX Runtime's quantizer left it in float"
+    return missing
 
 
 def graph_problems(qdq_path: Path) -> list[str]:

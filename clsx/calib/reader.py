@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import random
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -37,6 +38,13 @@ class ImageSplit:
     calibration: tuple[Path, ...]
     evaluation: tuple[Path, ...]
 
+    def warn_if_small(self) -> None:
+        """Say when the calibration sample is below :data:`USEFUL_CALIBRATION_IMAGES` (before calibrating on it)."""
+        if len(self.calibration) < USEFUL_CALIBRATION_IMAGES:
+            log.warning("calibrating on %d images (%d source photos): below %d the ranges follow the few photos seen and "
+                        "will not generalise to unseen ones", len(self.calibration), len(_by_source(self.calibration)),
+                        USEFUL_CALIBRATION_IMAGES)
+
     def calibration_digest(self) -> str:
         """sha256 over the calibration file list (paths and sizes): part of the calibration cache key."""
         h = hashlib.sha256()
@@ -46,38 +54,95 @@ class ImageSplit:
         return h.hexdigest()
 
 
+#: below this many calibration images the job warns: ranges then follow the few photos seen and do not generalise
+#: (TensorRT's and ModelOpt's guides use about 500; min-max ranges of a few dozen photos clip unseen ones)
+USEFUL_CALIBRATION_IMAGES = 100
+
+#: a trailing view marker: photo_03.jpg, photo-flip.jpg, photo (2).jpg are views of ``photo``
+_VIEW_SUFFIX = re.compile(r"(?:[_\- ](?:\d{1,3}|flip(?:ped)?|mirror(?:ed)?|aug\d*|crop\d*|view\d*)| \(\d+\))$", re.IGNORECASE)
+
+
+def source_of(path: Path) -> tuple[str, str]:
+    """The source photo an image is a view of: its folder and its name without trailing view markers
+    (``_01``, ``-flip``, `` (2)``, ...). Views of one source always land on the same side of a split."""
+    stem = path.stem
+    while True:
+        shorter = _VIEW_SUFFIX.sub("", stem)
+        if shorter == stem or not shorter:
+            break
+        stem = shorter
+    return str(path.parent), stem.lower()
+
+
+def _by_source(paths: Sequence[Path]) -> dict[tuple[str, str], list[Path]]:
+    groups: dict[tuple[str, str], list[Path]] = {}
+    for p in paths:
+        groups.setdefault(source_of(p), []).append(p)
+    return groups
+
+
 def split_images(folder: Path, num: int, *, seed: int = 0, eval_dir: Path | None = None, eval_num: int = 64) -> ImageSplit:
-    """Choose calibration and held-out evaluation images (disjoint), reproducibly for a seed."""
+    """Choose calibration and held-out evaluation images (disjoint by source photo), reproducibly for a seed."""
     if not folder.is_dir():
         raise CalibrationDataError(f"calibration folder {folder}: not a directory")
     files = list_images(folder)
     if not files:
         raise CalibrationDataError(f"calibration folder {folder}: no image files found")
     rng = random.Random(seed)
-    order = files[:]
-    rng.shuffle(order)
     if eval_dir is not None:
-        evaluation = list_images(eval_dir) if eval_dir.is_dir() else []
-        if not evaluation:
-            raise CalibrationDataError(f"evaluation folder {eval_dir}: no image files found")
-        eval_set = {p.resolve() for p in evaluation}
-        pool = [p for p in order if p.resolve() not in eval_set]
-        if len(pool) < len(order):
-            log.warning("%d images are in both folders; they are used for evaluation only", len(order) - len(pool))
-        rng.shuffle(evaluation)
-        evaluation = evaluation[:eval_num]
+        evaluation, pool, why = _with_eval_folder(files, eval_dir, eval_num, rng)
     else:
-        held = max(1, min(eval_num, len(order) // 5)) if len(order) > 1 else 0
-        evaluation, pool = order[:held], order[held:]
-        if held == 0:
-            log.warning("only one image: no held-out evaluation is possible")
+        evaluation, pool, why = _held_out(files, eval_num, rng)
     if not pool:
         raise CalibrationDataError(f"calibration folder {folder}: no images left for calibration after the evaluation split")
     calibration = pool[:num]
     if len(calibration) < num:
-        log.warning("asked for %d calibration images, the folder has %d after the held-out split: using %d",
-                    num, len(pool), len(calibration))
+        log.warning("asked for %d calibration images; %s: using %d", num, why, len(calibration))
     return ImageSplit(tuple(sorted(calibration)), tuple(sorted(evaluation)))
+
+
+def _held_out(files: list[Path], eval_num: int, rng: random.Random) -> tuple[list[Path], list[Path], str]:
+    """Hold out whole source photos (all their views) until about a fifth of the images, at most ``eval_num``."""
+    groups = list(_by_source(files).values())
+    largest = max(groups, key=len)
+    if len(files) >= 20 and len(largest) > len(files) // 4:
+        log.warning("%d of %d images count as views of one source photo %r (names differing only by a trailing counter); "
+                    "if they are distinct photos, rename them or pass --eval-dir", len(largest), len(files),
+                    source_of(largest[0])[1])
+    rng.shuffle(groups)
+    target = max(1, min(eval_num, len(files) // 5))
+    evaluation: list[Path] = []
+    while groups[1:] and len(evaluation) < target:
+        evaluation += groups.pop(0)
+    if not evaluation:
+        log.warning("all %d images are views of one source photo: no held-out evaluation is possible", len(files))
+    pool = [p for g in groups for p in g]
+    rng.shuffle(pool)
+    why = (f"the folder has {len(files)} images, {len(evaluation)} of them (every view of "
+           f"{len(_by_source(evaluation))} source photos) held out for evaluation")
+    return evaluation[:eval_num] if len(evaluation) > eval_num else evaluation, pool, why
+
+
+def _with_eval_folder(files: list[Path], eval_dir: Path, eval_num: int,
+                      rng: random.Random) -> tuple[list[Path], list[Path], str]:
+    evaluation = list_images(eval_dir) if eval_dir.is_dir() else []
+    if not evaluation:
+        raise CalibrationDataError(f"evaluation folder {eval_dir}: no image files found")
+    rng.shuffle(evaluation)
+    evaluation = evaluation[:eval_num]
+    eval_set = {p.resolve() for p in evaluation}
+    eval_sources = {source_of(p)[1] for p in evaluation}
+    order = files[:]
+    rng.shuffle(order)
+    pool = [p for p in order if p.resolve() not in eval_set]
+    if len(pool) < len(order):
+        log.warning("%d images are in both folders; they are used for evaluation only", len(order) - len(pool))
+    shared = sorted({source_of(p)[1] for p in pool} & eval_sources)
+    if shared:  # names only: the user chose both folders, so warn rather than drop
+        log.warning("calibration and evaluation images look like views of the same %d source photo(s) (e.g. %s): "
+                    "the agreement measured on them will be optimistic", len(shared), shared[0])
+    why = f"the folder has {len(files)} images, {len(order) - len(pool)} of them also in the evaluation folder"
+    return evaluation, pool, why
 
 
 @dataclass

@@ -24,9 +24,31 @@ class Agreement:
     topk: int
     flips: tuple[int, ...] = ()  # indices of images whose top-1 differs
 
+    @property
+    def top1_count(self) -> int:
+        """Images whose top-1 class is the same."""
+        return self.images - len(self.flips)
+
+    @property
+    def top1_interval(self) -> tuple[float, float]:
+        """95 % Wilson interval of the top-1 agreement over these ``images`` (:func:`wilson_interval`)."""
+        return wilson_interval(self.top1_count, self.images)
+
+    @property
+    def top1_low(self) -> float:
+        """The interval's lower bound: what the accuracy gates judge."""
+        return self.top1_interval[0]
+
+    def describe_top1(self) -> str:
+        """``93.8 % (60/64; 95 % CI 85.0-97.5 %)``: the agreement with its sample size and interval."""
+        low, high = self.top1_interval
+        return f"{self.top1:.1%} ({self.top1_count}/{self.images}; 95% CI {100 * low:.1f}-{100 * high:.1f}%)"
+
     def to_dict(self) -> dict:
         d = asdict(self)
         d["flips"] = list(self.flips)
+        d["top1_count"] = self.top1_count
+        d["top1_ci95"] = list(self.top1_interval)
         return d
 
 

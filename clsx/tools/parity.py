@@ -153,6 +153,8 @@ class CandidateReport:
             "runtime": self.runtime,
             "images": a.images if a else 0,
             "top1": a.top1 if a else None,
+            "top1_count": a.top1_count if a else None,
+            "top1_ci95": list(a.top1_interval) if a else None,
             "ref_top1_in_topk": a.ref_top1_in_topk if a else None,
             "topk_jaccard": a.topk_jaccard if a else None,
             "max_abs_diff": a.max_abs_diff if a else None,
@@ -211,17 +213,18 @@ class ParityReport:
     def format_table(self) -> str:
         """One row per candidate, whitespace-separated columns (meant to be read and parsed)."""
         k = self.topk
-        head = ["candidate", "backend", "images", "failed", "top1", f"top{k}_member", f"top{k}_jaccard",
+        head = ["candidate", "backend", "images", "failed", "top1", "top1_ci95", f"top{k}_member", f"top{k}_jaccard",
                 "max_abs_diff", "mean_abs_diff", "mean_kl", "gate"]
         rows = []
         for c in self.candidates:
             a = c.agreement
             gate = "-" if not self.thresholds.active else ("pass" if c.passed else "FAIL")
             if a is None:
-                rows.append([c.target, c.backend, "0", str(len(c.failed)), *(["-"] * 6), gate])
+                rows.append([c.target, c.backend, "0", str(len(c.failed)), *(["-"] * 7), gate])
                 continue
             rows.append([
-                c.target, c.backend, str(a.images), str(len(c.failed)), f"{a.top1:.2%}", f"{a.ref_top1_in_topk:.2%}",
+                c.target, c.backend, str(a.images), str(len(c.failed)), f"{a.top1:.2%}",
+                "[{:.2f},{:.2f}]".format(*(100 * x for x in a.top1_interval)), f"{a.ref_top1_in_topk:.2%}",
                 f"{a.topk_jaccard:.4f}", f"{a.max_abs_diff:.3g}", f"{a.mean_abs_diff:.3g}", f"{a.mean_kl:.3g}", gate,
             ])
         widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
@@ -508,8 +511,8 @@ def _compare_all(ref: _Artifact, cands: list[_Artifact], specs: list[tuple[Prepr
             flips=flips or (), failed=failed, preprocess_differs=tuple(differs[id(c)]), misses=tuple(misses),
         ))
         if agreement is not None:
-            log.info("%s vs %s on %d images: top-1 agreement %.2f%%, reference top-1 in top-%d %.2f%%, %d flips",
-                     c.name, ref.name, agreement.images, 100 * agreement.top1, agreement.topk,
+            log.info("%s vs %s on %d images: top-1 agreement %s, reference top-1 in top-%d %.2f%%, %d flips",
+                     c.name, ref.name, agreement.images, agreement.describe_top1(), agreement.topk,
                      100 * agreement.ref_top1_in_topk, len(agreement.flips))
     compared = n - len(image_errors)
     if image_errors:

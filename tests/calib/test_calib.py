@@ -31,6 +31,16 @@ def _qdq_stats(path):
     return q, dq, zero_points, int32_dq, per_channel
 
 
+def _logits_stay_float(path):
+    """The network output comes straight from the float classifier layer: no Q/DQ pair clips or ties the logits."""
+    model = onnx.load(str(path))
+    producers = {o: n for n in model.graph.node for o in n.output}
+    out = model.graph.output[0]
+    return (out.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+            and producers[out.name].op_type in ("Gemm", "MatMul", "Add", "Flatten", "Reshape")
+            and not any(n.op_type == "QuantizeLinear" and n.input[0] == out.name for n in model.graph.node))
+
+
 def test_qdq_graph_is_what_tensorrt_accepts(small_onnx, photo_split, tmp_path, caplog):
     calib_dir, _ = photo_split
     res = calibrate(small_onnx, calib_dir, tmp_path / "r18.int8.onnx", num=16, batch=8)
@@ -41,6 +51,7 @@ def test_qdq_graph_is_what_tensorrt_accepts(small_onnx, photo_split, tmp_path, c
     assert not int32_dq, "biases must stay float (TensorRT rejects int32-bias DequantizeLinear)"
     assert per_channel, "weights must be quantized per channel"
     assert graph_problems(res.path) == []
+    assert _logits_stay_float(res.path)
     model = onnx.load(str(res.path))
     fed = {n.op_type for n in model.graph.node for i in n.input if i in {d.output[0] for d in dq}}
     assert fed == {"Conv", "Gemm", "Add"}, "Q/DQ feeds weighted layers (and residual adds, which TensorRT fuses into them) only"
@@ -160,20 +171,22 @@ def test_onnx_without_metadata_needs_preprocessing_flags(small_onnx, photo_split
 
 def test_real_weights_int8_agreement_and_gate(lite0_onnx, photos, tmp_path):
     """efficientnet-lite0 (real ImageNet weights): calibrate on views of one half of the photos, gate on
-    views of the DISJOINT other half. ``min_top1=0.95`` keeps the most sensitive layers in float until
-    the held-out top-1 agreement reaches 95 %; the FP32 top-1 stays within the INT8 top-5."""
+    views of the DISJOINT other half. ``min_top1=0.85`` keeps the most sensitive layers in float until
+    the 95 % lower bound of the held-out top-1 agreement reaches 85 %; the FP32 top-1 stays within the INT8 top-5."""
     from clsx.zoo import samples
 
     calib_dir, eval_dir = tmp_path / "calib", tmp_path / "eval"
     samples.write_photo_variants(calib_dir, photos[1::2], per_photo=4, seed=5)
     samples.write_photo_variants(eval_dir, photos[0::2], per_photo=8, seed=6)
     cache = tmp_path / "lite0.calib.json"
-    res = calibrate(lite0_onnx, calib_dir, tmp_path / "lite0.int8.onnx", num=64, batch=16, eval_dir=eval_dir, min_top1=0.95, cache=cache)
+    res = calibrate(lite0_onnx, calib_dir, tmp_path / "lite0.int8.onnx", num=64, batch=16, eval_dir=eval_dir, min_top1=0.85, cache=cache)
     assert res.after.images == min(64, len(list(eval_dir.iterdir())))
-    assert res.after.top1 >= 0.95 and res.after.ref_top1_in_topk == 1.0
-    assert res.before.top1 >= 0.95 or res.float_layers, "below the gate, layers must have been kept in float"
+    assert res.after.top1_low >= 0.85 and res.after.ref_top1_in_topk == 1.0
+    assert res.before.top1_low >= 0.85 or res.float_layers, "below the gate, layers must have been kept in float"
     cal = read_metadata(res.path)["calibration"]
     assert cal["top1_agreement"] == res.after.top1 and cal["fp32_top1_in_int8_top5"] == 1.0
+    assert cal["eval_images"] == res.after.images and cal["top1_agreement_ci95"] == list(res.after.top1_interval)
+    assert cal["top1_agreement_count"] == round(res.after.top1 * res.after.images)
     assert cal["top1_agreement_all_int8"] == res.before.top1 and cal["float_layers"] == res.float_layers
 
     # an unreachable gate: exit status 3, the graph kept under a name that says it failed
@@ -199,6 +212,7 @@ def test_cpu_layout_runs_fused_on_onnx_runtime_and_tensorrt_refuses_it(small_onn
     res = calibrate(small_onnx, calib_dir, tmp_path / "r18.cpu.int8.onnx", num=16, batch=8, target="cpu")
     assert read_metadata(res.path)["calibration"]["target"] == "cpu"
     assert graph_problems(res.path), "the cpu layout is not TensorRT's: the detector must say so"
+    assert _logits_stay_float(res.path), "--for cpu must not quantize the logits"
     opts = ort.SessionOptions()
     opts.optimized_model_filepath = str(tmp_path / "optimized.onnx")
     sess = ort.InferenceSession(str(res.path), opts, providers=["CPUExecutionProvider"])
@@ -291,3 +305,44 @@ def test_cli_cpu_layout_into_a_new_folder_logs_each_line_once(small_onnx, photo_
     clsx_lines = [line for line in lines if line.startswith("clsx: ")]
     assert clsx_lines and any("wrote out/new/r18.int8.onnx" in line for line in clsx_lines)
     assert not [line for line in lines if "clsx.calib" in line or "INFO" in line], res.stderr
+
+
+def test_default_split_keeps_every_view_of_a_photo_on_one_side(photo_split, caplog):
+    """The held-out split is by source photo: never views of one photo on both sides; a short sample says why."""
+    from clsx.calib.reader import USEFUL_CALIBRATION_IMAGES, source_of
+
+    calib_dir, _ = photo_split
+    for seed in range(3):
+        split = split_images(calib_dir, 512, seed=seed)
+        held = {source_of(p) for p in split.evaluation}
+        assert held and not held & {source_of(p) for p in split.calibration}
+    assert source_of(calib_dir / "coffee_03.jpg") == source_of(calib_dir / "coffee_00.jpg") != source_of(calib_dir / "chelsea_00.jpg")
+    assert "held out for evaluation" in caplog.text and "asked for 512" in caplog.text
+    split.warn_if_small()
+    assert f"below {USEFUL_CALIBRATION_IMAGES}" in caplog.text
+
+
+def test_agreement_reports_n_and_a_wilson_interval():
+    from clsx.core.agreement import compare
+
+    ref = np.eye(10)[np.arange(24) % 10]
+    cand = ref.copy()
+    cand[0] = np.roll(cand[0], 1)  # one flip in 24
+    a = compare(ref, cand)
+    assert a.top1_count == 23 and a.images == 24
+    low, high = a.top1_interval
+    assert 0.78 < low < 0.80 and high > 0.99, (low, high)  # 23/24 = 95.8 % is only known to be above ~79 %
+    assert "23/24" in a.describe_top1() and a.to_dict()["top1_ci95"] == [low, high]
+
+
+def test_split_warns_when_one_name_covers_many_images(tmp_path, photo, caplog):
+    """frame_01.jpg ... frame_24.jpg count as views of one photo: the split says so instead of guessing."""
+    data = photo["coffee"].read_bytes()
+    for i in range(24):
+        (tmp_path / f"frame_{i:02d}.png").write_bytes(data)
+    for i in range(6):
+        (tmp_path / f"other{i}.png").write_bytes(data)
+    split = split_images(tmp_path, 512)
+    assert "count as views of one source photo 'frame'" in caplog.text
+    frames = [any(p.stem.startswith("frame") for p in side) for side in (split.calibration, split.evaluation)]
+    assert frames != [True, True], "one source is never on both sides"

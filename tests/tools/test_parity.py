@@ -231,9 +231,9 @@ def test_cli_table_json_flips_and_gate(tiny_onnx, unnormalized_onnx, views, tmp_
     res = runner.invoke(app, ["parity", str(tiny_onnx), str(tiny_onnx), "--images", str(views), "--min-top1", "1", "--min-top5", "1"])
     assert res.exit_code == 0, res.output
     header, row = res.stdout.strip().splitlines()
-    assert header.split() == ["candidate", "backend", "images", "failed", "top1", "top5_member", "top5_jaccard",
+    assert header.split() == ["candidate", "backend", "images", "failed", "top1", "top1_ci95", "top5_member", "top5_jaccard",
                               "max_abs_diff", "mean_abs_diff", "mean_kl", "gate"]
-    assert row.split()[2:5] == ["12", "0", "100.00%"] and row.split()[-1] == "pass"
+    assert row.split()[2:6] == ["12", "0", "100.00%", "[75.75,100.00]"] and row.split()[-1] == "pass"
 
     flips = tmp_path / "flips.csv"
     res = runner.invoke(app, ["parity", str(tiny_onnx), str(unnormalized_onnx), str(tiny_onnx), "-i", str(views),
@@ -244,6 +244,7 @@ def test_cli_table_json_flips_and_gate(tiny_onnx, unnormalized_onnx, views, tmp_
     assert doc["topk"] == 3 and doc["passed"] is False and doc["images"] == {"listed": 12, "compared": 12, "errors": []}
     bad, good = doc["candidates"]
     assert bad["passed"] is False and good["passed"] is True and good["top1"] == 1.0
+    assert good["top1_count"] == 12 and good["top1_ci95"][0] == pytest.approx(12 / (12 + 1.96 ** 2))
     assert set(bad) >= {"target", "backend", "runtime", "images", "top1", "ref_top1_in_topk", "topk_jaccard",
                         "max_abs_diff", "mean_abs_diff", "mean_kl", "flips", "failed", "preprocess_differs", "misses"}
     assert "parity gate failed" in res.stderr and "unnormalized" in res.stderr and "preprocessing differs" in res.stderr
