@@ -164,9 +164,11 @@ MeanOpt = Annotated[Optional[str], typer.Option("--mean", help="Per-channel mean
 StdOpt = Annotated[Optional[str], typer.Option("--std", help="Per-channel std, comma-separated.")]
 InterpOpt = Annotated[Optional[str], typer.Option("--interpolation", help="Resize filter: bilinear, bicubic, nearest, lanczos, box, hamming.")]
 CropPctOpt = Annotated[Optional[float], typer.Option("--crop-pct", help="Center-crop fraction: the shorter side is resized to size/crop_pct.")]
+FastDecodeOpt = Annotated[bool, typer.Option("--fast-decode", help="Decode large JPEGs at 1/2-1/8 scale (DCT scaling; ~5x faster on camera-size photos, not bit-exact: measured 98.3 % top-1 agreement). Recorded in the metadata by export.")]
 
 
-def preprocess_overrides(input_size: str | None, mean: str | None, std: str | None, interpolation: str | None, crop_pct: float | None):
+def preprocess_overrides(input_size: str | None, mean: str | None, std: str | None, interpolation: str | None, crop_pct: float | None,
+                         fast_decode: bool = False):
     """CLI preprocessing flags -> PreprocessOverrides (the highest-precedence layer)."""
     from clsx.core.spec import PreprocessOverrides, parse_floats, parse_input_size
 
@@ -176,6 +178,7 @@ def preprocess_overrides(input_size: str | None, mean: str | None, std: str | No
         std=parse_floats(std, what="--std") if std else None,
         interpolation=interpolation.lower() if interpolation else None,
         crop_pct=crop_pct,
+        fast_decode=True if fast_decode else None,
     )
 
 
@@ -352,6 +355,7 @@ def infer_cmd(
     std: StdOpt = None,
     interpolation: InterpOpt = None,
     crop_pct: CropPctOpt = None,
+    fast_decode: FastDecodeOpt = False,
     ray: Annotated[bool, typer.Option("--ray", help="Run on Ray Data (the ray extra): read tasks + an actor pool of classifiers; the same rows.")] = False,
     address: Annotated[Optional[str], typer.Option("--address", help="--ray: cluster to join (auto, HOST:PORT, ray://HOST:PORT); default: a local Ray on this machine.")] = None,
     num_workers: Annotated[Optional[int], typer.Option("--num-workers", min=1, help="--ray: classifier actors (default: one per --gpus-per-worker GPUs, else one per 2 CPUs).")] = None,
@@ -362,7 +366,7 @@ def infer_cmd(
     Rows stream to stdout as batches finish; logs, progress (TTY only) and a summary go to stderr.
     Unreadable images get a row with the reason in the error column; exit status 0 unless --strict.
     """
-    overrides = preprocess_overrides(input_size, mean, std, interpolation, crop_pct)
+    overrides = preprocess_overrides(input_size, mean, std, interpolation, crop_pct, fast_decode)
     open_kw: dict[str, Any] = {"preprocess": overrides if overrides.as_dict() else None, "labels": labels}
     model_opts = {"weights": weights, "pretrained": pretrained, "num_classes": num_classes, "random_weights": random_weights}
     open_kw.update({k: v for k, v in model_opts.items() if v})
@@ -396,7 +400,10 @@ def export_cmd(
     std: StdOpt = None,
     interpolation: InterpOpt = None,
     crop_pct: CropPctOpt = None,
+    fast_decode: FastDecodeOpt = False,
     fp16: Annotated[bool, typer.Option("--fp16", help="Also write <stem>.fp16.onnx: FP16 inside, FP32 inputs/outputs (what TensorRT compiles).")] = False,
+    input_dtype: Annotated[str, typer.Option("--input", help="float32 (default: the host normalizes) or uint8 (the graph takes resized, cropped pixels and normalizes inside).")] = "float32",
+    input_layout: Annotated[Optional[str], typer.Option("--input-layout", help="NHWC (default for --input uint8) or NCHW.")] = None,
     no_verify: Annotated[bool, typer.Option("--no-verify", help="Skip the ONNX Runtime check against torch (onnx.checker still runs).")] = False,
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing outputs.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout instead of the file paths.")] = False,
@@ -432,8 +439,9 @@ def export_cmd(
         raise typer.BadParameter("--int8 needs --calib-dir IMAGES", param_hint="--calib-dir")
     options = ExportOptions(
         weights=weights, pretrained=pretrained, random_weights=random_weights, num_classes=num_classes, labels=labels,
-        preprocess=preprocess_overrides(input_size, mean, std, interpolation, crop_pct),
+        preprocess=preprocess_overrides(input_size, mean, std, interpolation, crop_pct, fast_decode),
         out=out, opset=opset, batch=batch, max_batch=max_batch, fp16=fp16, verify=not no_verify,
+        input=input_dtype.lower(), input_layout=input_layout.upper() if input_layout else None,
     )
     calib = Int8Options(calib_dir, CalibOptions(method=calib_method, num=calib_num, target=int8_for, min_top1=int8_min_top1)) if int8 else None
     engine_opts = engine_options(target, min_batch, opt_batch, engine_max_batch, workspace, timing_cache, opt_level,

@@ -35,7 +35,7 @@ from clsx.core.metadata import (check_graph_input, dumps, embed_in_onnx, onnx_in
                                  sidecar_path, spec_of)
 from clsx.core.optional import require
 from clsx.core.progress import Phase, Progress
-from clsx.core.spec import MAX_NUM_CLASSES, ModelSpec, PreprocessOverrides, PreprocessSpec, resolve_preprocess
+from clsx.core.spec import MAX_NUM_CLASSES, InputFormat, ModelSpec, PreprocessOverrides, PreprocessSpec, resolve_preprocess
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +106,12 @@ class _Request:
     split: ImageSplit
     key: calib_cache.CacheKey
     force: bool
+
+    @property
+    def input_format(self) -> InputFormat:
+        """What the graph's image input takes (float32 NCHW, or uint8 pixels): calibration feeds it that."""
+        inputs = (self.parent_doc or {}).get("inputs") or [{}]
+        return InputFormat.of_tensor(inputs[0])
 
     @property
     def cache_path(self) -> Path | None:
@@ -239,7 +245,8 @@ def _model_spec(model_path: Path, overrides: PreprocessOverrides | None) -> tupl
         if overrides is not None and overrides.as_dict():
             spec = ModelSpec(**{**spec.__dict__, "preprocess": resolve_preprocess(spec.preprocess, overrides)})
             check_graph_input(spec.preprocess.input_size, onnx_input_shape_of(model_path), where=str(model_path),
-                              says="the preprocessing flags give")  # before a calibration image is decoded at that size
+                              says="the preprocessing flags give",
+                              layout=InputFormat.of_tensor((doc.get("inputs") or [{}])[0]).layout)  # before a calibration image is decoded at that size
         return spec, doc
     given = overrides.as_dict() if overrides is not None else {}
     missing = [flag for flag, key in (("--input-size", "input_size"), ("--mean", "mean"), ("--std", "std")) if key not in given]
@@ -285,7 +292,7 @@ def _ranges(req: _Request, prepared: Path, input_name: str, work: Path) -> _Rang
         return _Ranges(ort_ranges, means, len(calibration), 0, True)
 
     batch = req.options.batch
-    stream = BatchStream(calibration, req.spec.preprocess, batch)
+    stream = BatchStream(calibration, req.spec.preprocess, batch, fmt=req.input_format)
     log.info("calibrating (%s) on %d images from %s, batch %d", req.config.method, len(calibration), req.images, batch)
     with Progress("calibrating", total=len(calibration)) as progress:
         reader = OrtCalibrationReader(stream, input_name, on_batch=progress.advance)
@@ -322,7 +329,7 @@ def _logits(model_path: Path, batches: list[np.ndarray]) -> np.ndarray:
 def _evaluate(job: _Job, int8: Path) -> _Outcome:
     """INT8 vs FP32 on the held-out images; below ``min_top1``, the float fallback."""
     req = job.request
-    eval_batches = list(BatchStream(req.split.evaluation, req.spec.preprocess, req.options.batch))
+    eval_batches = list(BatchStream(req.split.evaluation, req.spec.preprocess, req.options.batch, fmt=req.input_format))
     if not eval_batches:
         log.warning("no held-out evaluation images: INT8 agreement not measured")
         return _Outcome(int8, None, None)

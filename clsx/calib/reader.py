@@ -21,7 +21,7 @@ import numpy as np
 from clsx.core.errors import ClsxError
 from clsx.core.machine import cpu_cores
 from clsx.core.preprocess import preprocess
-from clsx.core.spec import PreprocessSpec
+from clsx.core.spec import FLOAT_NCHW, InputFormat, PreprocessSpec
 from clsx.predict.listing import list_images
 from clsx.predict.pipeline import decode, default_window, read_ahead
 
@@ -82,11 +82,13 @@ def split_images(folder: Path, num: int, *, seed: int = 0, eval_dir: Path | None
 
 @dataclass
 class BatchStream:
-    """Preprocessed NCHW float32 batches of ``paths``, decoded lazily; bad files are skipped and counted."""
+    """Preprocessed batches of ``paths`` in the graph's input format (NCHW float32, or uint8 pixels for a
+    graph that normalizes inside), decoded lazily; bad files are skipped and counted."""
 
     paths: Sequence[Path]
     spec: PreprocessSpec
     batch_size: int = 16
+    fmt: InputFormat = FLOAT_NCHW
     bad: list[tuple[Path, str]] = field(default_factory=list)
     good: list[Path] = field(default_factory=list)
 
@@ -95,7 +97,7 @@ class BatchStream:
         self.bad.clear()
         self.good.clear()
         workers = cpu_cores()
-        loaded = read_ahead(self.paths, lambda path: decode(lambda src: preprocess(src, self.spec), path, str(path)),
+        loaded = read_ahead(self.paths, lambda path: decode(lambda src: preprocess(src, self.spec, self.fmt), path, str(path)),
                             workers=workers, window=default_window(self.batch_size, workers), name="clsx-calib-decode")
         pending: list[np.ndarray] = []
         for path, (tensor, error) in loaded:

@@ -241,6 +241,24 @@ def _scale_offset(spec: PreprocessSpec, channels: int) -> tuple[np.ndarray, np.n
     return (1.0 / (rng * std)).astype(np.float32), (-mean / std).astype(np.float32)
 
 
+def normalize_pixels(pixels: np.ndarray, spec: PreprocessSpec, layout: str = "NCHW") -> np.ndarray:
+    """A uint8 batch of pixels (``layout``, channels already in ``spec.channel_order``) -> the NCHW
+    float32 batch :func:`to_tensor` makes of the same pixels, bit for bit (what a ``uint8`` graph computes
+    inside, and what its verification feeds the float reference)."""
+    x = np.asarray(pixels, dtype=np.uint8)
+    if layout == "NHWC":
+        x = x.transpose(0, 3, 1, 2)
+    scale, offset = _scale_offset(spec, x.shape[1])
+    out = x * scale[None, :, None, None]
+    out += offset[None, :, None, None]
+    return np.ascontiguousarray(out, dtype=np.float32)
+
+
+def pixel_constants(spec: PreprocessSpec) -> tuple[np.ndarray, np.ndarray]:
+    """(scale, offset), float32 per channel: ``x * scale + offset`` normalizes pixels as the host does."""
+    return _scale_offset(spec, spec.input_size[0])
+
+
 def to_tensor(img: Image.Image, spec: PreprocessSpec, fmt: InputFormat = FLOAT_NCHW, out: np.ndarray | None = None) -> np.ndarray:
     """Cropped PIL image -> one image in ``fmt`` (default: normalized CHW float32), written into
     ``out`` when given (a batch slot: no extra copy).
@@ -271,17 +289,18 @@ def to_tensor(img: Image.Image, spec: PreprocessSpec, fmt: InputFormat = FLOAT_N
     return out
 
 
-def preprocess(src: ImageInput, spec: PreprocessSpec, fmt: InputFormat = FLOAT_NCHW, *, fast_decode: bool = False,
+def preprocess(src: ImageInput, spec: PreprocessSpec, fmt: InputFormat = FLOAT_NCHW, *, fast_decode: bool | None = None,
                out: np.ndarray | None = None) -> np.ndarray:
     """One image (path, PIL image or uint8 array) -> one tensor in ``fmt`` (default CHW float32), per ``spec``.
 
-    ``fast_decode``: decode large JPEGs at 1/2, 1/4 or 1/8 scale (libjpeg's DCT scaling) when the
-    result keeps at least twice the resize size (:func:`dct_scale`); approximate, see the README.
+    ``fast_decode`` (default: ``spec.fast_decode``): decode large JPEGs at 1/2, 1/4 or 1/8 scale
+    (libjpeg's DCT scaling) when the result keeps at least twice the resize size (:func:`dct_scale`);
+    approximate, see the README.
     ``out``: write into this array (e.g. a slot of a batch) instead of a new one.
     """
     c, h, w = spec.input_size
     source: tuple[float, float] | None = None
-    if fast_decode and not isinstance(src, (Image.Image, np.ndarray)):
+    if (spec.fast_decode if fast_decode is None else fast_decode) and not isinstance(src, (Image.Image, np.ndarray)):
         img, source = load_image_scaled(src, spec.resize_size, channels=c)
     else:
         img = load_image(src, channels=c)

@@ -294,6 +294,15 @@ def io_from_document(doc: Mapping[str, Any]) -> tuple[list[TensorInfo], list[Ten
     return [TensorInfo.from_dict(d) for d in doc.get("inputs", [])], [TensorInfo.from_dict(d) for d in doc.get("outputs", [])]
 
 
+def with_layouts(inputs: list[TensorInfo], doc: Mapping[str, Any] | None) -> list[TensorInfo]:
+    """``inputs`` as a loaded model reports them, with the axis order (``layout``) its metadata
+    document gives each (a session or engine knows shapes and types, not what the axes mean)."""
+    if not doc:
+        return inputs
+    layouts = {d.get("name"): d.get("layout") for d in doc.get("inputs", []) if isinstance(d, Mapping)}
+    return [replace(t, layout=layouts.get(t.name) or t.layout) for t in inputs]
+
+
 def spec_io(spec: ModelSpec) -> tuple[list[TensorInfo], list[TensorInfo]]:
     """Inputs and outputs implied by a spec (for models that carry no graph signature)."""
     return (

@@ -19,7 +19,7 @@ import numpy as np
 from clsx.core.files import first_line
 from clsx.core.optional import require
 from clsx.core.machine import cpu_cores
-from clsx.runtimes.base import DeviceError, Runtime, TensorInfo, io_from_document
+from clsx.runtimes.base import DeviceError, Runtime, TensorInfo, io_from_document, with_layouts
 from clsx.core.spec import ModelSpec, PreprocessOverrides
 
 log = logging.getLogger(__name__)
@@ -101,7 +101,7 @@ class OnnxRuntime(Runtime):
             self._graph_input = onnx_input_shape_of(self.target)
         says = ("metadata says" if from_metadata else "the given spec says" if size == base.preprocess.input_size
                 else "the preprocessing overrides give")
-        check_graph_input(size, self._graph_input, where=str(self.target), says=says)
+        check_graph_input(size, self._graph_input, where=str(self.target), says=says, layout=self._doc_layout())
 
     def io_impl(self) -> tuple[list[TensorInfo], list[TensorInfo]]:
         if self._session is None:
@@ -115,9 +115,23 @@ class OnnxRuntime(Runtime):
                 pass
             self.activate()
         return (
-            [_info(a) for a in self._session.get_inputs()],
+            with_layouts([_info(a) for a in self._session.get_inputs()], self._document_or_none()),
             [_info(a) for a in self._session.get_outputs()],
         )
+
+    def _doc_layout(self) -> str:
+        """The image input's axis order as the metadata says (NCHW without metadata or layout)."""
+        doc = self._document_or_none() or {}
+        first = (doc.get("inputs") or [{}])[0]
+        return (first.get("layout") if isinstance(first, dict) else None) or "NCHW"
+
+    def _document_or_none(self) -> dict[str, Any] | None:
+        from clsx.core.metadata import MetadataError
+
+        try:
+            return self.metadata()
+        except (MetadataError, OSError):
+            return None
 
     # -- session ---------------------------------------------------------------------------------
 
@@ -188,7 +202,7 @@ class OnnxRuntime(Runtime):
         self._session = session
         inp, out = session.get_inputs()[0], session.get_outputs()[0]
         self._in_name, self._out_name = inp.name, out.name
-        self._in_dtype = {"tensor(float16)": np.float16, "tensor(double)": np.float64}.get(inp.type, np.float32)
+        self._in_dtype = {"tensor(float16)": np.float16, "tensor(double)": np.float64, "tensor(uint8)": np.uint8}.get(inp.type, np.float32)
 
     def _check_spec_at_activation(self) -> None:
         """A spec that disagrees with the graph fails activation too; missing or unreadable metadata
@@ -197,7 +211,8 @@ class OnnxRuntime(Runtime):
         from clsx.core.metadata import InputSizeMismatchError, check_graph_input
 
         if self._spec is not None:  # resolved before the session existed: checked against the session now
-            check_graph_input(self._spec.preprocess.input_size, self._graph_input, where=str(self.target), says="the spec says")
+            check_graph_input(self._spec.preprocess.input_size, self._graph_input, where=str(self.target), says="the spec says",
+                              layout=self._doc_layout())
             return
         try:
             self.spec  # noqa: B018  resolving it runs check_spec against the session's input
@@ -232,7 +247,7 @@ class OnnxRuntime(Runtime):
         return (dim, dim) if isinstance(dim, int) and dim > 0 else (1, None)
 
     def run_impl(self, batch: np.ndarray) -> np.ndarray:
-        if self._in_dtype != np.float32:
+        if batch.dtype != self._in_dtype:
             batch = batch.astype(self._in_dtype)
         return self._session.run([self._out_name], {self._in_name: batch})[0]
 

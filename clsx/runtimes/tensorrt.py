@@ -22,7 +22,7 @@ import numpy as np
 
 from clsx.core.optional import require
 from clsx.core.errors import ClsxError
-from clsx.runtimes.base import DeviceError, Runtime, TensorInfo, io_from_document
+from clsx.runtimes.base import DeviceError, Runtime, TensorInfo, io_from_document, with_layouts
 from clsx.core.spec import ModelSpec, PreprocessOverrides
 
 log = logging.getLogger(__name__)
@@ -110,7 +110,7 @@ class TensorRTRuntime(Runtime):
             shape = tuple("batch" if d == -1 and k == 0 else ("?" if d == -1 else d) for k, d in enumerate(dims))
             info = TensorInfo(name, shape, _NUMPY_NAMES.get(self._engine.get_tensor_dtype(name).name, "?"))
             (ins if self._engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT else outs).append(info)
-        return ins, outs
+        return with_layouts(ins, self.metadata()), outs
 
     # -- lifecycle --------------------------------------------------------------------------------
 

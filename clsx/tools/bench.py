@@ -39,7 +39,7 @@ from clsx.runtimes.base import Runtime
 
 if TYPE_CHECKING:
     from clsx.tools.parity import Target
-    from clsx.core.spec import PreprocessSpec
+    from clsx.core.spec import InputFormat, PreprocessSpec
 
 log = logging.getLogger(__name__)
 
@@ -173,12 +173,16 @@ class _Art:
     sync: Callable[[], None] | None = None
 
 
-def _inputs(pre: "PreprocessSpec", batch: int, tensors: np.ndarray | None, seed: int = 0) -> np.ndarray:
-    """A batch for model-only timing: real image tensors repeated to fill it, else seeded noise."""
+def _inputs(pre: "PreprocessSpec", batch: int, tensors: np.ndarray | None, seed: int = 0, fmt: "InputFormat | None" = None) -> np.ndarray:
+    """A batch for model-only timing in the graph's input format: real image tensors repeated to fill
+    it, else seeded noise (random pixels for a graph that takes uint8)."""
     if tensors is not None and len(tensors):
         reps = math.ceil(batch / len(tensors))
         return np.ascontiguousarray(np.concatenate([tensors] * reps)[:batch])
-    return np.random.default_rng(seed).standard_normal((batch, *pre.input_size), dtype=np.float32)
+    rng = np.random.default_rng(seed)
+    if fmt is not None and fmt.dtype == "uint8":
+        return rng.integers(0, 256, size=fmt.batch_shape(batch, pre.input_size), dtype=np.uint8)
+    return rng.standard_normal((batch, *pre.input_size), dtype=np.float32)
 
 
 def run_bench(
@@ -278,29 +282,30 @@ def _bench_images(images: str | os.PathLike | Iterable[str | os.PathLike], max_i
     return paths
 
 
-def _image_tensors(arts: list[_Art], paths: list[Path], count: int) -> dict["PreprocessSpec", np.ndarray | None]:
-    """Preprocessed tensors of the first images (per distinct spec) for model-only inputs."""
+def _image_tensors(arts: list[_Art], paths: list[Path], count: int) -> dict[Any, np.ndarray | None]:
+    """Preprocessed tensors of the first images (per distinct spec and input format) for model-only inputs."""
     from clsx.core.preprocess import preprocess
 
     out: dict[Any, np.ndarray | None] = {}
     for a in arts:
-        if a.pre in out:
+        key = (a.pre, a.runtime.input_format)
+        if key in out:
             continue
         good = []
         for p in paths:
             try:
-                good.append(preprocess(p, a.pre))
+                good.append(preprocess(p, a.pre, key[1]))
             except ClsxError as exc:
                 log.warning("%s", exc)
             if len(good) >= count:
                 break
-        out[a.pre] = np.stack(good) if good else None
+        out[key] = np.stack(good) if good else None
     return out
 
 
 def _bench_model(arts: list[_Art], batch: int, tensors: Mapping[Any, np.ndarray | None], warmup: int,
                  iters: int | None, seconds: float | None, rounds: int) -> list[BenchResult]:
-    inputs = {id(a): _inputs(a.pre, batch, tensors.get(a.pre)) for a in arts}
+    inputs = {id(a): _inputs(a.pre, batch, tensors.get((a.pre, a.runtime.input_format)), fmt=a.runtime.input_format) for a in arts}
     for a in arts:
         for _ in range(max(warmup, 1)):  # at least one untimed call: lazy init must not be timed
             a.runtime.run(inputs[id(a)])

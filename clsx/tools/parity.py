@@ -42,7 +42,7 @@ from clsx.core.machine import cpu_cores
 from clsx.predict.listing import iter_image_paths
 from clsx.predict.pipeline import batched, decode, default_window, read_ahead
 from clsx.runtimes.base import Runtime, RuntimeInputError
-from clsx.core.spec import ModelSpec, PreprocessSpec
+from clsx.core.spec import InputFormat, ModelSpec, PreprocessSpec
 
 if TYPE_CHECKING:
     from clsx.zoo import LoadedModel
@@ -418,10 +418,11 @@ def run_parity(
                 a.runtime.deactivate()
 
 
-def _assign_groups(arts: list[_Artifact], input_mode: str, differs: dict[int, list[str]]) -> list[PreprocessSpec]:
-    """Distinct preprocessing specs to compute, and each artifact's index into them."""
+def _assign_groups(arts: list[_Artifact], input_mode: str, differs: dict[int, list[str]]) -> list[tuple[PreprocessSpec, InputFormat]]:
+    """Distinct (preprocessing spec, input format) pairs to compute, and each artifact's index into them:
+    a graph that takes uint8 pixels gets the pixels of the same spec (it normalizes them itself)."""
     ref = arts[0]
-    specs: list[PreprocessSpec] = [ref.pre]
+    specs: list[tuple[PreprocessSpec, InputFormat]] = [(ref.pre, ref.runtime.input_format)]
     for c in arts[1:]:
         if differs[id(c)]:
             shown = "; ".join(differs[id(c)])
@@ -434,14 +435,14 @@ def _assign_groups(arts: list[_Artifact], input_mode: str, differs: dict[int, li
             else:
                 log.warning("%s: preprocessing differs from the reference's (%s); it gets the input its own "
                             "metadata describes, so the figures include what that difference costs", c.name, shown)
-        pre = ref.pre if input_mode == "shared" else c.pre
-        if pre not in specs:
-            specs.append(pre)
-        c.group = specs.index(pre)
+        key = (ref.pre if input_mode == "shared" else c.pre, c.runtime.input_format)
+        if key not in specs:
+            specs.append(key)
+        c.group = specs.index(key)
     return specs
 
 
-def _compare_all(ref: _Artifact, cands: list[_Artifact], specs: list[PreprocessSpec], paths: list[Path], k: int,
+def _compare_all(ref: _Artifact, cands: list[_Artifact], specs: list[tuple[PreprocessSpec, InputFormat]], paths: list[Path], k: int,
                  batch_size: int, workers: int, thresholds: Thresholds, input_mode: str,
                  differs: dict[int, list[str]]) -> ParityReport:
     n = len(paths)
@@ -454,7 +455,7 @@ def _compare_all(ref: _Artifact, cands: list[_Artifact], specs: list[PreprocessS
         log.info("candidate %s: %s", c.name, c.runtime.describe())
 
     def load_all(path: Path) -> list[tuple[np.ndarray | None, str | None]]:
-        return [decode(lambda src: preprocess(src, spec), path, str(path)) for spec in specs]
+        return [decode(lambda src: preprocess(src, spec, fmt), path, str(path)) for spec, fmt in specs]
 
     loaded_iter = read_ahead(paths, load_all, workers=workers, window=default_window(batch_size, workers), name="clsx-parity")
     for start, chunk in zip(range(0, n, batch_size), batched(loaded_iter, batch_size)):

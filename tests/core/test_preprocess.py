@@ -264,3 +264,19 @@ def test_fast_decode_follows_exif_orientation(tmp_path, photo):
     spec = PreprocessSpec()
     diff = np.abs(preprocess(tmp_path / "rot.jpg", spec) - preprocess(tmp_path / "rot.jpg", spec, fast_decode=True))
     assert diff.mean() * 0.229 < 1.0 / 255
+
+
+def test_fast_decode_is_part_of_the_spec(tmp_path, photo):
+    """--fast-decode is recorded in the spec (so in the metadata) only when on, and preprocess follows it."""
+    from clsx.core.spec import PreprocessOverrides, resolve_preprocess
+
+    plain = PreprocessSpec()
+    assert "fast_decode" not in plain.to_dict() and PreprocessSpec.from_dict(plain.to_dict()) == plain
+    fast = resolve_preprocess(plain, PreprocessOverrides(fast_decode=True))
+    assert fast.to_dict()["fast_decode"] is True and PreprocessSpec.from_dict(fast.to_dict()) == fast
+    big = Image.open(photo["coffee"]).convert("RGB").resize((2400, 1600), Image.Resampling.BICUBIC)
+    big.save(tmp_path / "big.jpg", quality=90)
+    np.testing.assert_array_equal(preprocess(tmp_path / "big.jpg", fast), preprocess(tmp_path / "big.jpg", plain, fast_decode=True))
+    assert not np.array_equal(preprocess(tmp_path / "big.jpg", fast), preprocess(tmp_path / "big.jpg", plain))
+    with pytest.raises(Exception, match="fast_decode"):
+        PreprocessSpec.from_dict({"fast_decode": "yes"})
