@@ -162,6 +162,13 @@ class OnnxRuntime(Runtime):
         chain.append(CPU)
         return chain
 
+    def share_cores(self) -> None:
+        """Decode threads share the cores (``clsx infer``, :class:`~clsx.predict.classifier.Classifier`):
+        intra-op threads do not spin (``session.intra_op.allow_spinning`` 0) unless ``spin=`` was given.
+        Measured in ``benchmarks/results/pipeline_bench.md``: spinning threads take cycles the decoders need."""
+        if self.spin is None and not self.is_active:
+            self.spin = False
+
     def session_options(self, ort: Any) -> Any:
         """Throughput settings for CPU: one intra-op thread per core, sequential graph execution."""
         so = ort.SessionOptions()
@@ -260,7 +267,8 @@ class OnnxRuntime(Runtime):
         if dropped:
             note = f" (requested {', '.join(dropped)}: did not load)"
         threads = self.threads or cpu_cores()
-        return f"onnxruntime {ort.__version__}, {self.target.name}, providers {', '.join(loaded)}{note}, {threads} intra-op threads"
+        spin = " (not spinning)" if self.spin is False else ""
+        return f"onnxruntime {ort.__version__}, {self.target.name}, providers {', '.join(loaded)}{note}, {threads} intra-op threads{spin}"
 
 
 def _info(arg: Any) -> TensorInfo:
