@@ -276,7 +276,8 @@ def to_tensor(img: Image.Image, spec: PreprocessSpec, fmt: InputFormat = FLOAT_N
     if out is None:
         out = np.empty(shape, dtype=fmt.dtype)
     if not fmt.normalized_on_host:
-        np.copyto(out, pixels[:, :, order].transpose(2, 0, 1) if fmt.layout == "NCHW" else pixels[:, :, order])
+        ordered = pixels if order == sorted(order) else pixels[:, :, order]
+        np.copyto(out, ordered.transpose(2, 0, 1) if fmt.layout == "NCHW" else ordered)
         return out
     scale, offset = _scale_offset(spec, c)
     if fmt.dtype == "float32" and fmt.layout == "NCHW":
