@@ -4,7 +4,9 @@ The exported float graph's input ``input`` [N, C, H, W] float32 becomes an inner
 ``input`` takes uint8 pixels, NHWC (default: what a decoded, cropped image already is) or NCHW, and
 four nodes in front compute what the host would (:func:`clsx.core.preprocess.to_tensor`):
 
-    input (uint8) -> [Transpose 0,3,1,2] -> Cast(float) -> Mul(scale[c]) -> Add(offset[c]) -> the model
+    input (uint8) -> Cast(float) -> [Transpose 0,3,1,2] -> Mul(scale[c]) -> Add(offset[c]) -> the model
+
+(Cast first: TensorRT accepts a uint8 network input only when a Cast reads it.)
 
 ``scale = 1 / (255 / input_range * std)`` and ``offset = -mean / std`` per channel, float32, the same
 constants and the same two float32 roundings as the host's one-pass normalization, so the graph sees
@@ -58,14 +60,14 @@ def add_pixel_input(model: "onnx.ModelProto", pre: PreprocessSpec, fmt: InputFor
     shaped = (1, len(scale), 1, 1)
     graph.initializer.extend([numpy_helper.from_array(scale.reshape(shaped), f"{PIXEL_PREFIX}scale"),
                               numpy_helper.from_array(offset.reshape(shaped), f"{PIXEL_PREFIX}offset")])
-    nodes: list[Any] = []
-    src = input_name
+    # Cast first: TensorRT takes a uint8 network input only straight into a Cast (its Transpose refuses uint8)
+    nodes: list[Any] = [helper.make_node("Cast", [input_name], [f"{PIXEL_PREFIX}float"], to=TensorProto.FLOAT, name=f"{PIXEL_PREFIX}cast")]
+    src = f"{PIXEL_PREFIX}float"
     if fmt.layout == "NHWC":
         nodes.append(helper.make_node("Transpose", [src], [f"{PIXEL_PREFIX}nchw"], perm=[0, 3, 1, 2], name=f"{PIXEL_PREFIX}transpose"))
         src = f"{PIXEL_PREFIX}nchw"
     nodes += [
-        helper.make_node("Cast", [src], [f"{PIXEL_PREFIX}float"], to=TensorProto.FLOAT, name=f"{PIXEL_PREFIX}cast"),
-        helper.make_node("Mul", [f"{PIXEL_PREFIX}float", f"{PIXEL_PREFIX}scale"], [f"{PIXEL_PREFIX}scaled"], name=f"{PIXEL_PREFIX}scale"),
+        helper.make_node("Mul", [src, f"{PIXEL_PREFIX}scale"], [f"{PIXEL_PREFIX}scaled"], name=f"{PIXEL_PREFIX}scale"),
         helper.make_node("Add", [f"{PIXEL_PREFIX}scaled", f"{PIXEL_PREFIX}offset"], [inner], name=f"{PIXEL_PREFIX}offset"),
     ]
     for i, node in enumerate(nodes):
