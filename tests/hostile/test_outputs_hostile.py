@@ -243,7 +243,7 @@ def test_sigterm_during_calibration_removes_every_temporary(tiny, images, tmp_pa
 
 def test_sigterm_during_infer_leaves_no_output_and_no_temporary(tiny, tmp_path):
     many = tmp_path / "many"
-    samples.write_photo_variants(many, samples.photo_paths(), per_photo=24, size=64)
+    samples.write_photo_variants(many, samples.photo_paths(), per_photo=64, size=64)  # enough that the run outlasts the poll below under load
     out = tmp_path / "rows.csv"
     proc = _start(["infer", str(tiny), str(many), "-o", str(out), "-b", "1", "--workers", "1"])
     time.sleep(0.5)
