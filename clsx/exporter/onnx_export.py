@@ -404,6 +404,23 @@ def producer_info(exporter: str, opset: int, plan: BatchPlan, notes: dict[str, A
 # the public entry point
 
 
+def _start_reference(loaded: "LoadedModel", plan: BatchPlan, *, verify: bool, fp16: bool, photos: int | None,
+                     fmt: InputFormat) -> "Future | None":
+    """Prefetch the verification photos and start torch's reference logits in the background (when
+    verifying); the FP16 conversion needs the photos too."""
+    if not (verify or fp16):
+        return None
+    from clsx.exporter.fp16 import RANGE_PHOTOS
+    from clsx.exporter.verify import prefetch_photos, torch_reference_in_background
+
+    pre = loaded.spec.preprocess
+    prefetch_photos(pre, photos if verify else RANGE_PHOTOS)
+    if not verify:
+        return None
+    return torch_reference_in_background(loaded.module, pre, static_batch=None if plan.dynamic else plan.size,
+                                         max_batch=plan.max, photos=photos, fmt=fmt)
+
+
 def export_onnx(
     loaded: "LoadedModel",
     out: str | Path | None = None,
@@ -440,16 +457,7 @@ def export_onnx(
         from clsx.exporter.verify import default_photos
 
         verify_photos = default_photos(real_weights=spec.weights != "random")
-    reference = None
-    if verify or fp16:
-        from clsx.exporter.fp16 import RANGE_PHOTOS
-        from clsx.exporter.verify import prefetch_photos, torch_reference_in_background
-
-        prefetch_photos(spec.preprocess, verify_photos if verify else RANGE_PHOTOS)
-        if verify:
-            reference = torch_reference_in_background(
-                loaded.module, spec.preprocess, static_batch=None if plan.dynamic else plan.size,
-                max_batch=plan.max, photos=verify_photos, fmt=input_format)
+    reference = _start_reference(loaded, plan, verify=verify, fp16=fp16, photos=verify_photos, fmt=input_format)
     _import_exporter_modules(opset_n)
     if reference is not None:
         concurrent.futures.wait([reference])  # finish before tracing (see torch_reference_in_background)
