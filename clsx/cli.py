@@ -190,9 +190,12 @@ InputRangeOpt = Annotated[Optional[float], typer.Option("--input-range", help="P
 PresetOpt = Annotated[Optional[str], typer.Option("--preset", help="For an ONNX graph clsx did not make: borrow a known model's eval preprocessing and labels (e.g. timm:tf_efficientnet_lite0, tv:resnet50); preprocessing flags beat it.")]
 
 
+FastDecodeOpt = Annotated[bool, typer.Option("--fast-decode", help="Decode large JPEGs at 1/2-1/8 scale (DCT scaling; ~5x faster on camera-size photos, not bit-exact: measured 98.3 % top-1 agreement). Recorded in the metadata by export.")]
+
+
 def preprocess_overrides(input_size: str | None, mean: str | None, std: str | None, interpolation: str | None,
                          crop_pct: float | None, resize_size: int | None = None, channel_order: str | None = None,
-                         input_range: float | None = None):
+                         input_range: float | None = None, fast_decode: bool = False):
     """CLI preprocessing flags -> PreprocessOverrides (the highest-precedence layer)."""
     from clsx.core.spec import PreprocessOverrides, parse_floats, parse_input_size
 
@@ -205,6 +208,7 @@ def preprocess_overrides(input_size: str | None, mean: str | None, std: str | No
         resize_size=resize_size,
         channel_order=channel_order.upper() if channel_order else None,
         input_range=input_range,
+        fast_decode=True if fast_decode else None,
     )
 
 
@@ -429,6 +433,7 @@ def infer_cmd(
     channel_order: ChannelOrderOpt = None,
     input_range: InputRangeOpt = None,
     preset: PresetOpt = None,
+    fast_decode: FastDecodeOpt = False,
     ray: Annotated[bool, typer.Option("--ray", help="Run on Ray Data (the ray extra): read tasks + an actor pool of classifiers; the same rows.")] = False,
     address: Annotated[Optional[str], typer.Option("--address", help="--ray: cluster to join (auto, HOST:PORT, ray://HOST:PORT); default: a local Ray on this machine.")] = None,
     num_workers: Annotated[Optional[int], typer.Option("--num-workers", min=1, help="--ray: classifier actors (default: one per --gpus-per-worker GPUs, else one per 2 CPUs).")] = None,
@@ -441,7 +446,7 @@ def infer_cmd(
     """
     open_kw: dict[str, Any] = {"preprocess": None, "labels": None,
                                **graph_options(preset, labels, input_size, mean, std, interpolation, crop_pct, resize_size,
-                                               channel_order, input_range)}
+                                               channel_order, input_range, fast_decode)}
     model_opts = {"weights": weights, "pretrained": pretrained, "num_classes": num_classes, "random_weights": random_weights}
     open_kw.update({k: v for k, v in model_opts.items() if v})
     common = dict(output=output, force=force, strict=strict, topk=topk, fmt=fmt.lower(), batch_size=batch_size, backend=backend, device=device)
@@ -474,7 +479,10 @@ def export_cmd(
     std: StdOpt = None,
     interpolation: InterpOpt = None,
     crop_pct: CropPctOpt = None,
+    fast_decode: FastDecodeOpt = False,
     fp16: Annotated[bool, typer.Option("--fp16", help="Also write <stem>.fp16.onnx: FP16 inside, FP32 inputs/outputs (what TensorRT compiles).")] = False,
+    input_dtype: Annotated[str, typer.Option("--input", help="float32 (default: the host normalizes) or uint8 (the graph takes resized, cropped pixels and normalizes inside).")] = "float32",
+    input_layout: Annotated[Optional[str], typer.Option("--input-layout", help="NHWC (default for --input uint8) or NCHW.")] = None,
     no_verify: Annotated[bool, typer.Option("--no-verify", help="Skip the ONNX Runtime check against torch (onnx.checker still runs).")] = False,
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing outputs.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout instead of the file paths.")] = False,
@@ -510,8 +518,9 @@ def export_cmd(
         raise typer.BadParameter("--int8 needs --calib-dir IMAGES", param_hint="--calib-dir")
     options = ExportOptions(
         weights=weights, pretrained=pretrained, random_weights=random_weights, num_classes=num_classes, labels=labels,
-        preprocess=preprocess_overrides(input_size, mean, std, interpolation, crop_pct),
+        preprocess=preprocess_overrides(input_size, mean, std, interpolation, crop_pct, fast_decode=fast_decode),
         out=out, opset=opset, batch=batch, max_batch=max_batch, fp16=fp16, verify=not no_verify,
+        input=input_dtype.lower(), input_layout=input_layout.upper() if input_layout else None,
     )
     calib = Int8Options(calib_dir, CalibOptions(method=calib_method, num=calib_num, target=int8_for, min_top1=int8_min_top1)) if int8 else None
     engine_opts = engine_options(target, min_batch, opt_batch, engine_max_batch, workspace, timing_cache, opt_level,

@@ -332,7 +332,7 @@ def quantize(prepared: Path, out: Path, ranges_cache: Path, config: QuantConfig,
 
         source = apply_shifts(prepared, {k: v for k, v in bias_shifts.items() if k not in set(exclude)},
                               out.with_name(out.stem + ".bias.onnx"))
-    keep_float = sorted(set(exclude) | shape_nodes(prepared))
+    keep_float = sorted(set(exclude) | shape_nodes(prepared) | pixel_nodes(prepared))
     kwargs = config.quantize_kwargs()
     if config.target == "tensorrt":
         # decided without ``exclude``, so that bias shifts measured on the all-quantized graph stay exact
@@ -437,6 +437,15 @@ SHAPE_INPUTS = {
     "Range": (0, 1, 2), "TopK": (1,), "Split": (1,), "OneHot": (1,), "ReduceMean": (1,), "ReduceSum": (1,),
     "ReduceMax": (1,), "ReduceMin": (1,), "ReduceProd": (1,), "ReduceL2": (1,), "CenterCropPad": (1,),
 }
+def pixel_nodes(prepared: Path) -> set[str]:
+    """The nodes that normalize a uint8 input (:mod:`clsx.core.pixel_input`): kept float, so no Q/DQ
+    pair rounds raw 0..255 pixels to int8 steps of 2."""
+    import onnx
+
+    from clsx.core.pixel_input import is_pixel_node
+
+    model = onnx.load(str(prepared), load_external_data=False)
+    return {n.name for n in model.graph.node if is_pixel_node(n.name)}
 
 
 def shape_nodes(prepared: Path) -> set[str]:

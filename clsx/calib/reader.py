@@ -155,6 +155,7 @@ class BatchStream:
     paths: Sequence[Path]
     spec: PreprocessSpec
     batch_size: int = 16
+    fmt: InputFormat = FLOAT_NCHW
     bad: list[tuple[Path, str]] = field(default_factory=list)
     good: list[Path] = field(default_factory=list)
     fmt: InputFormat = FLOAT_NCHW

@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 from clsx.calib import CalibOptions
 from clsx.core import progress
-from clsx.core.errors import ClsxError
+from clsx.core.errors import ClsxError, SpecError
+from clsx.core.spec import FLOAT_NCHW, InputFormat
 from clsx.exporter.artifacts import ExportResult
 from clsx.exporter.engine import BuildResult, EngineOptions, build_engine
 
@@ -55,6 +56,19 @@ class ExportOptions:
     max_batch: int | None = None
     fp16: bool = False
     verify: bool = True
+    input: str = "float32"  # "uint8": the graphs take pixels and normalize inside (clsx.core.pixel_input)
+    input_layout: str | None = None  # NHWC (default for uint8) or NCHW
+
+    @property
+    def input_format(self) -> InputFormat:
+        """The graphs' input: float32 NCHW, or uint8 pixels (NHWC unless ``input_layout`` says NCHW)."""
+        if self.input not in ("float32", "uint8"):
+            raise SpecError(f"--input must be float32 or uint8; got {self.input!r}")
+        if self.input == "float32":
+            if self.input_layout not in (None, "NCHW"):
+                raise SpecError("--input-layout NHWC needs --input uint8 (float32 graphs take NCHW)")
+            return FLOAT_NCHW
+        return InputFormat("uint8", self.input_layout or "NHWC")
 
 
 @dataclass(frozen=True)
@@ -97,6 +111,7 @@ def export_chain(
     from clsx.zoo import build, resolve
 
     opts = options if options is not None else ExportOptions()
+    opts.input_format  # noqa: B018  a bad --input/--input-layout fails before anything is built
     start = len(progress.timings)
     _preflight(resolve(model).name, opts, int8=int8, aoti=aoti, force=force)
     loaded = build(model, weights=opts.weights, pretrained=opts.pretrained, num_classes=opts.num_classes,
@@ -142,7 +157,7 @@ def _export(loaded: LoadedModel, opts: ExportOptions, *, force: bool) -> ExportR
     from clsx.exporter.onnx_export import export_onnx
 
     return export_onnx(loaded, opts.out, opset=opts.opset, batch=opts.batch, max_batch=opts.max_batch,
-                       fp16=opts.fp16, verify=opts.verify, force=force)
+                       fp16=opts.fp16, verify=opts.verify, force=force, input_format=opts.input_format)
 
 
 def _calibrate(fp32_path: Path, int8: Int8Options, *, force: bool) -> CalibResult:

@@ -34,6 +34,8 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
+from clsx.core.pixel_input import is_pixel_node
+from clsx.core.spec import InputFormat
 from clsx.core.optional import require
 from clsx.core.errors import GateFailedError
 from clsx.core.progress import Phase
@@ -248,6 +250,7 @@ def to_fp16(model: "onnx.ModelProto", calib: np.ndarray | None, *, chunk: int | 
     by_range, by_weight = nodes_to_keep_fp32(src, ranges, limit)
     op_block = _op_block_list()
     node_block = set(by_range) | set(by_weight)
+    node_block |= {n.name for n in src.graph.node if is_pixel_node(n.name)}  # uint8 input: normalize in FP32
     _split_shared_initializers(src.graph, node_block, set(op_block))
     original_casts = {n.name for n in src.graph.node if n.op_type == "Cast"}
     n_nodes = len(src.graph.node)
@@ -323,14 +326,16 @@ def fp16_from_fp32(
 
     t0 = time.perf_counter() if t0 is None else t0
     spec = spec_of(fp32_doc)
+    fmt = InputFormat.of_tensor((fp32_doc.get("inputs") or [{}])[0])
     batch = fp32_doc.get("producer", {}).get("batch") or {"dynamic": True, "size": None, "max": None}
     static = None if batch.get("dynamic", True) else int(batch["size"])
     if probe is None:
         if verify_photos is None:
             verify_photos = default_photos(real_weights=spec.weights != "random")
         probe = make_probe(spec.preprocess, static_batch=static, max_batch=batch.get("max"),
-                           photos=verify_photos if verify else RANGE_PHOTOS)
-    calib = probe.photos[:RANGE_PHOTOS] if len(probe.photos) else probe.random
+                           photos=verify_photos if verify else RANGE_PHOTOS, fmt=fmt)
+    feeds = probe.feeds(fmt.dtype)
+    calib = feeds["photos"][:RANGE_PHOTOS] if len(probe.photos) else feeds["random"]
     with Phase("converting to FP16", log):
         model16, report = to_fp16(fp32_model, calib, chunk=static or 2, pad=static is not None, inplace=True)
     del fp32_model

@@ -41,6 +41,8 @@ from typing import TYPE_CHECKING, Any
 from clsx.core.progress import Phase
 from clsx.core.errors import ClsxError, GateFailedError, SpecError
 from clsx.core.files import check_writable, describe_exception
+from clsx.core.pixel_input import add_pixel_input
+from clsx.core.spec import FLOAT_NCHW, InputFormat
 from clsx.exporter.artifacts import (
     ExportError,
     ExportResult,
@@ -365,9 +367,14 @@ def _import_exporter_modules(opset: int) -> None:
 # metadata
 
 
-def io_entries(spec: "ModelSpec", plan: BatchPlan) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """The ``inputs`` / ``outputs`` sections of the metadata document (FP32 I/O at every precision)."""
-    inputs = [{"name": INPUT_NAME, "shape": [plan.dim, *spec.preprocess.input_size], "dtype": "float32"}]
+def io_entries(spec: "ModelSpec", plan: BatchPlan, fmt: InputFormat = FLOAT_NCHW) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The ``inputs`` / ``outputs`` sections of the metadata document (FP32 logits at every precision;
+    the input float32 NCHW, or uint8 pixels with their ``layout`` for ``--input uint8``)."""
+    entry: dict[str, Any] = {"name": INPUT_NAME, "shape": list(fmt.batch_shape(plan.dim, spec.preprocess.input_size)),  # type: ignore[arg-type]
+                             "dtype": fmt.dtype}
+    if fmt != FLOAT_NCHW:
+        entry["layout"] = fmt.layout
+    inputs = [entry]
     outputs = [{"name": OUTPUT_NAME, "shape": [plan.dim, spec.num_classes], "dtype": "float32"}]
     return inputs, outputs
 
@@ -397,6 +404,23 @@ def producer_info(exporter: str, opset: int, plan: BatchPlan, notes: dict[str, A
 # the public entry point
 
 
+def _start_reference(loaded: "LoadedModel", plan: BatchPlan, *, verify: bool, fp16: bool, photos: int | None,
+                     fmt: InputFormat) -> "Future | None":
+    """Prefetch the verification photos and start torch's reference logits in the background (when
+    verifying); the FP16 conversion needs the photos too."""
+    if not (verify or fp16):
+        return None
+    from clsx.exporter.fp16 import RANGE_PHOTOS
+    from clsx.exporter.verify import prefetch_photos, torch_reference_in_background
+
+    pre = loaded.spec.preprocess
+    prefetch_photos(pre, photos if verify else RANGE_PHOTOS)
+    if not verify:
+        return None
+    return torch_reference_in_background(loaded.module, pre, static_batch=None if plan.dynamic else plan.size,
+                                         max_batch=plan.max, photos=photos, fmt=fmt)
+
+
 def export_onnx(
     loaded: "LoadedModel",
     out: str | Path | None = None,
@@ -408,6 +432,7 @@ def export_onnx(
     verify: bool = True,
     force: bool = False,
     verify_photos: int | None = None,
+    input_format: InputFormat = FLOAT_NCHW,
 ) -> ExportResult:
     """Export a built model to ONNX (see the module docstring for the steps).
 
@@ -416,7 +441,9 @@ def export_onnx(
     dynamic graph should serve (recorded for engine builds); ``fp16``: also write
     ``<stem>.fp16.onnx`` (FP16 inside, FP32 I/O); ``verify``: check on ONNX Runtime against torch
     (``verify_photos``: how many sample photos; default all 17 for real weights, 8 for random
-    weights); ``force``: overwrite existing outputs.
+    weights); ``force``: overwrite existing outputs; ``input_format``: uint8 (NHWC or NCHW) makes the
+    graphs take pixels and normalize inside (:mod:`clsx.core.pixel_input`), verified against torch on
+    the same photos.
 
     Raises :class:`ExportError`/:class:`~clsx.core.errors.OutputExistsError`/:class:`SpecError` (exit 1)
     for requests that cannot be served and :class:`GateFailedError` (exit 3) when verification fails.
@@ -430,16 +457,7 @@ def export_onnx(
         from clsx.exporter.verify import default_photos
 
         verify_photos = default_photos(real_weights=spec.weights != "random")
-    reference = None
-    if verify or fp16:
-        from clsx.exporter.fp16 import RANGE_PHOTOS
-        from clsx.exporter.verify import prefetch_photos, torch_reference_in_background
-
-        prefetch_photos(spec.preprocess, verify_photos if verify else RANGE_PHOTOS)
-        if verify:
-            reference = torch_reference_in_background(
-                loaded.module, spec.preprocess, static_batch=None if plan.dynamic else plan.size,
-                max_batch=plan.max, photos=verify_photos)
+    reference = _start_reference(loaded, plan, verify=verify, fp16=fp16, photos=verify_photos, fmt=input_format)
     _import_exporter_modules(opset_n)
     if reference is not None:
         concurrent.futures.wait([reference])  # finish before tracing (see torch_reference_in_background)
@@ -448,12 +466,14 @@ def export_onnx(
         with Phase(f"exporting {spec.ref} to ONNX", log):
             model, exporter, notes = to_onnx(loaded, opset=opset_n, plan=plan, workdir=workdir)
         finalize_io(model, spec, plan)
+        add_pixel_input(model, spec.preprocess, input_format, INPUT_NAME)
         strip_clsx_metadata(model)
         staged = stage(model, workdir)  # once: the checker, ONNX Runtime and the file all use it
         log.info("exported %s with the %s exporter (opset %d, %s) in %.1f s", spec.ref, exporter, opset_n,
                  "dynamic batch" if plan.dynamic else f"batch fixed at {plan.size}", time.perf_counter() - t0)
         written, _, probe, fp32_logits = _check_and_write(staged, loaded, reference, fp32_path, verify=verify, force=force,
-                                                          exporter=exporter, opset=opset_n, plan=plan, notes=notes)
+                                                          exporter=exporter, opset=opset_n, plan=plan, notes=notes,
+                                                          fmt=input_format)
     doc = written.doc
     fp32_result = ExportResult(
         path=fp32_path, fp32_path=fp32_path, metadata=doc, exporter=exporter,
@@ -480,7 +500,7 @@ def export_onnx(
 
 def _check_and_write(staged: StagedOnnx, loaded: "LoadedModel", reference: "Future | None", fp32_path: Path, *,
                      verify: bool, force: bool, exporter: str, opset: int, plan: BatchPlan, notes: dict[str, Any],
-                     ) -> tuple[Any, "Verification | None", "Probe | None", dict | None]:
+                     fmt: InputFormat = FLOAT_NCHW) -> tuple[Any, "Verification | None", "Probe | None", dict | None]:
     """onnx.checker, ONNX Runtime vs torch, then the file under its final (or FAILED) name.
     Returns (what was written, verification, probe, ONNX logits)."""
     from clsx.exporter.verify import Verification, check_graph
@@ -499,7 +519,7 @@ def _check_and_write(staged: StagedOnnx, loaded: "LoadedModel", reference: "Futu
     else:
         # the argument, not a CLI flag: the demo and API callers never typed --no-verify
         log.info("verification skipped (verify=False): onnx.checker passed, ONNX Runtime not run")
-    inputs, outputs = io_entries(spec, plan)
+    inputs, outputs = io_entries(spec, plan, fmt)
     doc = make_document(
         spec, artifact="onnx", precision="fp32", inputs=inputs, outputs=outputs,
         producer=producer_info(exporter, opset, plan, notes),

@@ -63,7 +63,7 @@ import numpy as np
 from clsx.core.optional import require
 from clsx.core.files import first_line
 from clsx.core.errors import ClsxError
-from clsx.core.spec import PreprocessSpec
+from clsx.core.spec import FLOAT_NCHW, InputFormat, PreprocessSpec
 
 if TYPE_CHECKING:
     import onnx
@@ -103,18 +103,29 @@ INPUT_ULP = float(np.finfo(np.float32).eps)
 
 @dataclass(frozen=True)
 class Probe:
-    """The input tensors of a verification: preprocessed photos and random input, NCHW float32."""
+    """The input tensors of a verification: preprocessed photos and random input, NCHW float32 (what
+    torch takes); for a graph that takes pixels (``clsx export --input uint8``) also the same inputs as
+    uint8 pixels in the graph's layout (``pixels``), whose normalization gives the float sets exactly."""
 
     photos: np.ndarray
     photo_names: tuple[str, ...]
     random: np.ndarray
     chunk: int | None  # images per run: the static batch, --max-batch, or None for all at once
     pad: bool  # static batch: the last chunk is padded to the full batch size
+    pixels: dict[str, np.ndarray] | None = None  # set name -> uint8 batch in the graph's layout
 
     def sets(self) -> dict[str, np.ndarray]:
         out = {"photos": self.photos} if len(self.photos) else {}
         out["random"] = self.random
         return out
+
+    def feeds(self, graph_dtype: str = "float32") -> dict[str, np.ndarray]:
+        """The input sets as a graph whose input is ``graph_dtype`` takes them."""
+        if graph_dtype != "uint8":
+            return self.sets()
+        if self.pixels is None:
+            raise ClsxError("this graph takes uint8 pixels but the verification inputs were made for a float graph")
+        return {k: self.pixels[k] for k in self.sets()}
 
 
 _PHOTOS: "OrderedDict[tuple[PreprocessSpec, int | None], Future]" = OrderedDict()
@@ -158,8 +169,9 @@ def prefetch_photos(pre: PreprocessSpec, photos: int | None = None) -> None:
 
 
 def make_probe(pre: PreprocessSpec, *, static_batch: int | None = None, max_batch: int | None = None,
-               photos: int | None = None) -> Probe:
-    """Photos (all sample photos, or the first ``photos``) plus random input for one model."""
+               photos: int | None = None, fmt: InputFormat = FLOAT_NCHW) -> Probe:
+    """Photos (all sample photos, or the first ``photos``) plus random input for one model. For a
+    graph that takes pixels (``fmt`` uint8) the random input is random pixels, normalized for torch."""
     c, h, w = pre.input_size
     photo_arr = np.zeros((0, c, h, w), np.float32)
     names: tuple[str, ...] = ()
@@ -170,16 +182,37 @@ def make_probe(pre: PreprocessSpec, *, static_batch: int | None = None, max_batc
             log.warning("verifying on random input only: %s", exc)
     n_random = static_batch or (1 if len(photo_arr) else 3)
     rng = np.random.default_rng(RANDOM_SEED)
-    random = rng.standard_normal((n_random, c, h, w), dtype=np.float32)
     chunk = static_batch or max_batch
-    return Probe(photos=photo_arr, photo_names=names, random=random, chunk=chunk, pad=static_batch is not None)
+    if fmt.normalized_on_host:
+        random = rng.standard_normal((n_random, c, h, w), dtype=np.float32)
+        return Probe(photos=photo_arr, photo_names=names, random=random, chunk=chunk, pad=static_batch is not None)
+    from clsx.core.pixel_input import random_pixels
+    from clsx.core.preprocess import normalize_pixels
+
+    noise = random_pixels(rng, n_random, (c, h, w), fmt)
+    photo_px = _pixels(photo_arr, pre, fmt)
+    return Probe(photos=photo_arr, photo_names=names, random=normalize_pixels(noise, pre, fmt.layout), chunk=chunk,
+                 pad=static_batch is not None, pixels={"photos": photo_px, "random": noise})
+
+
+def _pixels(photos: np.ndarray, pre: PreprocessSpec, fmt: InputFormat) -> np.ndarray:
+    """The uint8 pixels whose normalization is ``photos`` (exact: normalization is invertible on 0..255),
+    in ``fmt``'s layout; checked by normalizing them again."""
+    from clsx.core.preprocess import normalize_pixels, pixel_constants
+
+    scale, offset = pixel_constants(pre)
+    px = np.rint((photos.astype(np.float64) - offset[None, :, None, None]) / scale[None, :, None, None])
+    px = np.clip(px, 0, 255).astype(np.uint8)
+    if not np.array_equal(normalize_pixels(px, pre), photos):
+        raise ClsxError("internal: the verification photos are not normalized pixels")
+    return np.ascontiguousarray(px.transpose(0, 2, 3, 1)) if fmt.layout == "NHWC" else px
 
 
 _REFERENCE_EXECUTOR: ThreadPoolExecutor | None = None
 
 
 def torch_reference_in_background(module: "nn.Module", pre: PreprocessSpec, *, static_batch: int | None = None,
-                                  max_batch: int | None = None, photos: int | None = None) -> "Future[tuple[Probe, dict[str, np.ndarray]]]":
+                                  max_batch: int | None = None, photos: int | None = None, fmt: InputFormat = FLOAT_NCHW) -> "Future[tuple[Probe, dict[str, np.ndarray]]]":
     """Start computing (probe, torch logits) in a worker thread.
 
     The exporter runs this while its own modules import (pure Python on one core), so the reference
@@ -192,7 +225,7 @@ def torch_reference_in_background(module: "nn.Module", pre: PreprocessSpec, *, s
             _REFERENCE_EXECUTOR = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clsx-reference")
 
     def job() -> tuple[Probe, dict[str, np.ndarray]]:
-        probe = make_probe(pre, static_batch=static_batch, max_batch=max_batch, photos=photos)
+        probe = make_probe(pre, static_batch=static_batch, max_batch=max_batch, photos=photos, fmt=fmt)
         return probe, torch_logits(module, probe)
 
     return _REFERENCE_EXECUTOR.submit(job)
@@ -306,17 +339,20 @@ class OrtRunner:
         so = ort.SessionOptions()
         so.log_severity_level = 3  # errors only; ORT's warnings would clutter clsx's stderr
         self.session = ort.InferenceSession(model_bytes, so, providers=["CPUExecutionProvider"])
-        self.input_name = self.session.get_inputs()[0].name
+        first = self.session.get_inputs()[0]
+        self.input_name = first.name
+        self.input_dtype = "uint8" if first.type == "tensor(uint8)" else "float32"
         self.version = ort.__version__
 
     def describe(self) -> str:
         return f"onnxruntime {self.version} ({', '.join(self.session.get_providers())})"
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        return self.session.run(None, {self.input_name: np.ascontiguousarray(x, dtype=np.float32)})[0].astype(np.float32)
+        x = np.ascontiguousarray(x, dtype=np.uint8 if self.input_dtype == "uint8" else np.float32)
+        return self.session.run(None, {self.input_name: x})[0].astype(np.float32)
 
     def logits(self, probe: Probe) -> dict[str, np.ndarray]:
-        return {k: run_chunked(self, v, probe.chunk, probe.pad) for k, v in probe.sets().items()}
+        return {k: run_chunked(self, v, probe.chunk, probe.pad) for k, v in probe.feeds(self.input_dtype).items()}
 
 
 def check_graph(model: "bytes | str | onnx.ModelProto") -> str | None:

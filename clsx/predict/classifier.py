@@ -96,6 +96,7 @@ class Classifier:
             self.runtime, self._owns_runtime = open_runtime(runtime, **open_kw), True
         self.batch_size = batch_size
         self.workers = workers
+        self.runtime.share_cores()  # predict decodes on threads beside the model (ORT: no spinning)
 
     # -- what the model expects ------------------------------------------------------------------
 

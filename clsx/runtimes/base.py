@@ -278,6 +278,11 @@ class Runtime:
             raise SpecError(f"the model must return logits of shape [N, classes]; got {out.shape} for a batch of {n}")
         return out.astype(np.float32, copy=False)
 
+    def share_cores(self) -> None:
+        """Say that other CPU work (the decode-ahead pipeline's threads) runs beside this model: a backend
+        that would otherwise busy-wait between kernels (ONNX Runtime's spinning threads) does not, unless
+        its caller chose otherwise. Takes effect at activation; a no-op once active."""
+
     # -- backend hooks ---------------------------------------------------------------------------
 
     def batch_bounds(self) -> tuple[int, int | None]:

@@ -152,6 +152,13 @@ class OnnxRuntime(Runtime):
         chain.append(CPU)
         return chain
 
+    def share_cores(self) -> None:
+        """Decode threads share the cores (``clsx infer``, :class:`~clsx.predict.classifier.Classifier`):
+        intra-op threads do not spin (``session.intra_op.allow_spinning`` 0) unless ``spin=`` was given.
+        Measured in ``benchmarks/results/pipeline_bench.md``: spinning threads take cycles the decoders need."""
+        if self.spin is None and not self.is_active:
+            self.spin = False
+
     def session_options(self, ort: Any) -> Any:
         """Throughput settings for CPU: one intra-op thread per core, sequential graph execution."""
         so = ort.SessionOptions()
@@ -192,7 +199,7 @@ class OnnxRuntime(Runtime):
         self._session = session
         inp, out = session.get_inputs()[0], session.get_outputs()[0]
         self._in_name, self._out_name = inp.name, out.name
-        self._in_dtype = {"tensor(float16)": np.float16, "tensor(double)": np.float64}.get(inp.type, np.float32)
+        self._in_dtype = {"tensor(float16)": np.float16, "tensor(double)": np.float64, "tensor(uint8)": np.uint8}.get(inp.type, np.float32)
 
     def _check_spec_at_activation(self) -> None:
         """A spec that disagrees with the graph fails activation too; missing or unreadable metadata
@@ -237,7 +244,7 @@ class OnnxRuntime(Runtime):
         return (dim, dim) if isinstance(dim, int) and dim > 0 else (1, None)
 
     def run_impl(self, batch: np.ndarray) -> np.ndarray:
-        if self._in_dtype != np.float32:
+        if batch.dtype != self._in_dtype:
             batch = batch.astype(self._in_dtype)
         return self._session.run([self._out_name], {self._in_name: batch})[0]
 
@@ -250,7 +257,8 @@ class OnnxRuntime(Runtime):
         if dropped:
             note = f" (requested {', '.join(dropped)}: did not load)"
         threads = self.threads or cpu_cores()
-        return f"onnxruntime {ort.__version__}, {self.target.name}, providers {', '.join(loaded)}{note}, {threads} intra-op threads"
+        spin = " (not spinning)" if self.spin is False else ""
+        return f"onnxruntime {ort.__version__}, {self.target.name}, providers {', '.join(loaded)}{note}, {threads} intra-op threads{spin}"
 
 
 def _info(arg: Any, layout: str | None = None) -> TensorInfo:

@@ -61,7 +61,7 @@ from clsx.predict.pipeline import batched, decode
 from clsx.predict.sinks import InferSummary, make_writer, stream_rows
 from clsx.tools.infer import check_request, finish
 from clsx.core.preprocess import IMAGE_EXTENSIONS, preprocess
-from clsx.core.spec import ModelSpec, PreprocessSpec
+from clsx.core.spec import FLOAT_NCHW, InputFormat, ModelSpec, PreprocessSpec
 
 log = logging.getLogger(__name__)
 
@@ -224,11 +224,11 @@ def _list_fs(fs_mod: Any, fs: Any, given: str, root: str) -> Iterator[tuple[str,
 class _Preprocessor:
     """The part of a Classifier the read tasks need: ``load`` = clsx.core.preprocess with the model's spec."""
 
-    def __init__(self, spec: PreprocessSpec) -> None:
-        self.spec = spec
+    def __init__(self, spec: PreprocessSpec, fmt: InputFormat = FLOAT_NCHW) -> None:
+        self.spec, self.fmt = spec, fmt
 
     def load(self, src: Any) -> np.ndarray:
-        return preprocess(src, self.spec)
+        return preprocess(src, self.spec, self.fmt)
 
 
 def _read_remote(pre: _Preprocessor, fs: Any, path: str, name: str) -> tuple[np.ndarray | None, str | None]:
@@ -249,11 +249,13 @@ def _read_remote(pre: _Preprocessor, fs: Any, path: str, name: str) -> tuple[np.
     return tensor, error.replace(tmp.name, name) if error else None
 
 
-def read_batch(batch: Mapping[str, np.ndarray], *, spec: PreprocessSpec, filesystem: Any = None) -> dict[str, np.ndarray]:
-    """Ray task: decode + preprocess a batch of images; a failed image gets a zero tensor and its error."""
-    pre = _Preprocessor(spec)
+def read_batch(batch: Mapping[str, np.ndarray], *, spec: PreprocessSpec, filesystem: Any = None,
+               fmt: InputFormat = FLOAT_NCHW) -> dict[str, np.ndarray]:
+    """Ray task: decode + preprocess a batch of images (in the graph's input format); a failed image gets
+    a zero tensor and its error."""
+    pre = _Preprocessor(spec, fmt)
     names, paths = batch["name"], batch["path"]
-    tensors = np.zeros((len(names), *spec.input_size), dtype=np.float32)
+    tensors = np.zeros(fmt.batch_shape(len(names), spec.input_size), dtype=fmt.dtype)
     errors = []
     for i, (name, path) in enumerate(zip(names, paths)):
         if filesystem is None:
@@ -584,6 +586,7 @@ class RayJob:
     device: str | None
     topk: int  # capped at the number of classes
     open_kw: dict[str, Any]
+    input_format: InputFormat = FLOAT_NCHW  # what the graph's image input takes (the read tasks make it)
 
     @contextmanager
     def start(
@@ -656,7 +659,7 @@ def prepare_job(
     runtime = open_runtime(target, backend=backend, device=device, **open_kw)  # cheap: nothing loads
     k = Classifier(runtime).effective_topk(topk)
     return RayJob(target=target, images=images, spec=runtime.spec, backend=runtime.backend, device=device,
-                  topk=k, open_kw=dict(open_kw))
+                  topk=k, open_kw=dict(open_kw), input_format=runtime.input_format)
 
 
 def _probe(address: str, timeout_s: float = 10.0) -> None:
@@ -716,7 +719,7 @@ def _dataset(ray: Any, job: RayJob, res: RayResources, model: ShippedModel, work
     finally:
         ctx.execution_options.preserve_order, ctx.enable_progress_bars = saved
     ds = ds.map_batches(read_batch, batch_size=batch_size, batch_format="numpy",
-                        fn_kwargs={"spec": job.spec.preprocess, "filesystem": images.filesystem},
+                        fn_kwargs={"spec": job.spec.preprocess, "filesystem": images.filesystem, "fmt": job.input_format},
                         num_cpus=res.reader_cpus, **_task_pool(ray, res.readers))
     gpu = {"num_gpus": res.gpus_per_worker} if res.gpus_per_worker else {}
     return ds.map_batches(ClassifierActor, batch_size=batch_size, batch_format="numpy",

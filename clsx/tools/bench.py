@@ -39,7 +39,7 @@ from clsx.runtimes.base import Runtime
 
 if TYPE_CHECKING:
     from clsx.tools.parity import Target
-    from clsx.core.spec import PreprocessSpec
+    from clsx.core.spec import InputFormat, PreprocessSpec
 
 log = logging.getLogger(__name__)
 
@@ -309,8 +309,8 @@ def _bench_images(images: str | os.PathLike | Iterable[str | os.PathLike], max_i
     return paths
 
 
-def _image_tensors(arts: list[_Art], paths: list[Path], count: int) -> dict["PreprocessSpec", np.ndarray | None]:
-    """Preprocessed tensors of the first images (per distinct spec) for model-only inputs."""
+def _image_tensors(arts: list[_Art], paths: list[Path], count: int) -> dict[Any, np.ndarray | None]:
+    """Preprocessed tensors of the first images (per distinct spec and input format) for model-only inputs."""
     from clsx.core.preprocess import preprocess
 
     out: dict[Any, np.ndarray | None] = {}

@@ -105,6 +105,12 @@ Metadata parse_metadata(const std::string& json_text, const std::string& where) 
     if (doc.contains("inputs") && doc.at("inputs").is_array() && !doc.at("inputs").empty()) {
       const json& in = doc.at("inputs")[0];
       m.input_name = in.value("name", m.input_name);
+      const std::string dtype = in.contains("dtype") && in.at("dtype").is_string() ? in.at("dtype").get<std::string>() : "float32";
+      const std::string layout = in.contains("layout") && in.at("layout").is_string() ? in.at("layout").get<std::string>() : "NCHW";
+      if (dtype != "float32" || layout != "NCHW") {
+        throw Error(where + ": inputs[0] takes " + dtype + " " + layout + " (clsx export --input uint8?); the C++ library feeds " +
+                    "NCHW float32 only: export without --input uint8 for C++");
+      }
       if (in.contains("shape") && in.at("shape").is_array() && !in.at("shape").empty() && in.at("shape")[0].is_number_integer()) {
         m.fixed_batch = in.at("shape")[0].get<int>();
       }

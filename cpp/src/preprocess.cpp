@@ -260,14 +260,18 @@ void to_tensor(const Image& img, const PreprocessSpec& spec, float* out) {
                 std::to_string(img.width));
   }
   const std::size_t plane = static_cast<std::size_t>(h) * w;
+  // x * scale + offset with per-channel constants computed in double and rounded to float once, then a
+  // float multiply and a float add: what clsx.core.preprocess.to_tensor does (numpy), bit for bit
+  // (the build turns off fused multiply-add contraction).
+  const double range = spec.input_range == 1.0f ? 255.0 : 255.0 / static_cast<double>(spec.input_range);
   for (int oc = 0; oc < c; ++oc) {
     const int ic = spec.bgr && c == 3 ? 2 - oc : oc;  // BGR: output channel 0 is the image's blue
-    const float mean = spec.mean[oc], sd = spec.std[oc];
+    const double mean = spec.mean[oc], sd = spec.std[oc];
+    const float scale = static_cast<float>(1.0 / (range * sd)), offset = static_cast<float>(-mean / sd);
     float* dst = out + oc * plane;
     for (std::size_t i = 0; i < plane; ++i) {
-      float v = static_cast<float>(img.data[i * c + ic]);
-      if (spec.input_range == 1.0f) v = v / 255.0f;
-      dst[i] = (v - mean) / sd;
+      const float v = static_cast<float>(img.data[i * c + ic]) * scale;
+      dst[i] = v + offset;
     }
   }
 }

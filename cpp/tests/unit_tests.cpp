@@ -118,6 +118,9 @@ void test_metadata(const fs::path& dir) {
   bad = document();
   bad["model"]["preprocess"]["mean"] = {0.5};
   expect_error([&] { clsx::parse_metadata(bad.dump(), "doc"); }, "mean and std", "mean of the wrong length");
+  bad = document();
+  bad["inputs"] = nlohmann::json::array({{{"name", "input"}, {"shape", {"batch", 8, 8, 3}}, {"dtype", "uint8"}, {"layout", "NHWC"}}});
+  expect_error([&] { clsx::parse_metadata(bad.dump(), "doc"); }, "feeds NCHW float32 only", "a uint8 NHWC input is refused");
 
   const fs::path model = dir / "model.pt2";
   write_file(model, "not really a package");

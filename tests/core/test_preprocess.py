@@ -166,3 +166,117 @@ def test_list_images_sorted_recursive_and_loop_safe(tmp_path):
     (tmp_path / "notes.txt").write_text("x")
     (tmp_path / "b" / "loop").symlink_to(tmp_path, target_is_directory=True)
     assert list_images(tmp_path) == [tmp_path / "a.png", tmp_path / "b" / "c.JPG"]
+
+
+# -- the one-pass tensor, input formats, DCT-scaled decode (issue: preprocessing that keeps up) ---------
+
+def _reference(img: Image.Image, spec: PreprocessSpec) -> tuple[np.ndarray, np.ndarray]:
+    """What the steps say, written plainly: Pillow resize of the whole image, crop, float64 maths."""
+    from clsx.core.preprocess import center_crop, resize_shorter
+
+    c, h, w = spec.input_size
+    img = img.convert("L" if c == 1 else "RGB")
+    crop = np.asarray(center_crop(resize_shorter(img, spec.resize_size, spec.interpolation), h, w))
+    crop = crop[:, :, None] if crop.ndim == 2 else crop
+    if spec.channel_order == "BGR":
+        crop = crop[:, :, ::-1]
+    x = crop.astype(np.float64) / (255.0 if spec.input_range == 1.0 else 1.0)
+    return crop, ((x - np.asarray(spec.mean)) / np.asarray(spec.std)).transpose(2, 0, 1)
+
+
+FORMAT_SPECS = [
+    PreprocessSpec(),
+    PreprocessSpec(resize_size=232, interpolation="bicubic", mean=(0.5,) * 3, std=(0.5,) * 3),
+    PreprocessSpec(input_size=(3, 240, 320), resize_size=250, interpolation="lanczos", channel_order="BGR",
+                   input_range=255.0, mean=(104.0, 117.0, 123.0), std=(57.0, 57.0, 58.0)),
+    PreprocessSpec(input_size=(1, 64, 64), resize_size=73, interpolation="box", mean=(0.45,), std=(0.22,)),
+]
+
+
+@pytest.mark.parametrize("spec", FORMAT_SPECS, ids=["tv-224", "bicubic-half", "bgr-255-nonsquare", "grey"])
+def test_every_format_is_the_reference(photos, spec):
+    """uint8 pixels are exactly the plain resize+crop; float32 NCHW/NHWC and float16 are its normalization
+    (float32 rounding only); a batch written in place equals the images one by one."""
+    from clsx.core.spec import InputFormat
+
+    for path in photos[::2]:
+        crop, ref = _reference(Image.open(path), spec)
+        u8 = preprocess(path, spec, InputFormat("uint8", "NHWC"))
+        assert u8.dtype == np.uint8 and np.array_equal(u8, crop), path.name
+        assert np.array_equal(preprocess(path, spec, InputFormat("uint8", "NCHW")), crop.transpose(2, 0, 1))
+        f32 = preprocess(path, spec)
+        assert f32.dtype == np.float32 and f32.shape == spec.input_size
+        np.testing.assert_allclose(f32, ref, atol=2e-6 * max(1.0, np.abs(ref).max()), rtol=0)
+        np.testing.assert_array_equal(preprocess(path, spec, InputFormat("float32", "NHWC")), f32.transpose(1, 2, 0))
+        np.testing.assert_array_equal(preprocess(path, spec, InputFormat("float16", "NCHW")), f32.astype(np.float16))
+    batch = preprocess_batch(photos[:3], spec)
+    np.testing.assert_array_equal(batch[1], preprocess(photos[1], spec))
+
+
+def test_tensor_detects_a_wrong_normalization(photo):
+    """The comparison above can fail: the same pixels normalized with another std differ clearly."""
+    spec = PreprocessSpec()
+    _, ref = _reference(Image.open(photo["coffee"]), PreprocessSpec(std=(0.25, 0.25, 0.25)))
+    assert np.abs(preprocess(photo["coffee"], spec) - ref).max() > 0.05
+
+
+def test_dct_scale_rule():
+    from clsx.core.preprocess import dct_scale
+
+    assert dct_scale(4000, 3000, 256) == 4  # 750 px >= 2 x 256; 1/8 would give 375 < 512
+    assert dct_scale(3000, 4000, 256) == 4
+    assert dct_scale(6000, 4000, 256) == 4  # 1/8: 500 < 512
+    assert dct_scale(8192, 4096, 256) == 8
+    assert dct_scale(1200, 1100, 256) == 2
+    assert dct_scale(800, 500, 256) == 1  # 250 < 512: decoded at full size
+    assert dct_scale(4000, 3000, 600) == 2
+
+
+def test_fast_decode_on_a_large_jpeg(tmp_path, photo):
+    """A 4000x3000 JPEG decodes at 1/4 scale: the tensor stays close to the exact one (the approximation
+    is the scaled IDCT, not the geometry: a shifted crop would differ far more); small JPEGs and other
+    formats are untouched."""
+    from clsx.core.preprocess import load_image_scaled
+
+    big = Image.open(photo["chelsea"]).convert("RGB").resize((4000, 3000), Image.Resampling.BICUBIC)
+    big.save(tmp_path / "big.jpg", quality=90)
+    img, source = load_image_scaled(tmp_path / "big.jpg", 256)
+    assert img.size == (1000, 750) and source == (1000.0, 750.0)
+    spec = PreprocessSpec()
+    exact, fast = preprocess(tmp_path / "big.jpg", spec), preprocess(tmp_path / "big.jpg", spec, fast_decode=True)
+    diff = np.abs(exact - fast) * np.asarray(spec.std)[:, None, None]
+    assert diff.mean() < 1.0 / 255 and diff.max() < 12.0 / 255
+    shifted = np.abs(exact[:, :, 2:] - fast[:, :, :-2]) * np.asarray(spec.std)[:, None, None]
+    assert shifted.mean() > 2 * diff.mean()
+    for small in (photo["rocket"], photo["coffee"]):  # a 640x427 JPEG, a PNG
+        np.testing.assert_array_equal(preprocess(small, spec, fast_decode=True), preprocess(small, spec))
+
+
+def test_fast_decode_follows_exif_orientation(tmp_path, photo):
+    from clsx.core.preprocess import load_image_scaled
+
+    big = Image.open(photo["chelsea"]).convert("RGB").resize((4000, 3000), Image.Resampling.BICUBIC)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    big.save(tmp_path / "rot.jpg", quality=90, exif=exif.tobytes())
+    img, source = load_image_scaled(tmp_path / "rot.jpg", 256)
+    assert img.size == (750, 1000) and source == (750.0, 1000.0)
+    spec = PreprocessSpec()
+    diff = np.abs(preprocess(tmp_path / "rot.jpg", spec) - preprocess(tmp_path / "rot.jpg", spec, fast_decode=True))
+    assert diff.mean() * 0.229 < 1.0 / 255
+
+
+def test_fast_decode_is_part_of_the_spec(tmp_path, photo):
+    """--fast-decode is recorded in the spec (so in the metadata) only when on, and preprocess follows it."""
+    from clsx.core.spec import PreprocessOverrides, resolve_preprocess
+
+    plain = PreprocessSpec()
+    assert "fast_decode" not in plain.to_dict() and PreprocessSpec.from_dict(plain.to_dict()) == plain
+    fast = resolve_preprocess(plain, PreprocessOverrides(fast_decode=True))
+    assert fast.to_dict()["fast_decode"] is True and PreprocessSpec.from_dict(fast.to_dict()) == fast
+    big = Image.open(photo["coffee"]).convert("RGB").resize((2400, 1600), Image.Resampling.BICUBIC)
+    big.save(tmp_path / "big.jpg", quality=90)
+    np.testing.assert_array_equal(preprocess(tmp_path / "big.jpg", fast), preprocess(tmp_path / "big.jpg", plain, fast_decode=True))
+    assert not np.array_equal(preprocess(tmp_path / "big.jpg", fast), preprocess(tmp_path / "big.jpg", plain))
+    with pytest.raises(Exception, match="fast_decode"):
+        PreprocessSpec.from_dict({"fast_decode": "yes"})

@@ -610,3 +610,26 @@ def test_standard_tensorrt_build_reuses_timing_cache(graphs, tmp_path):
     assert second.metadata["tensorrt"]["timing_cache"]["loaded_bytes"] > 0
     assert second.metadata["tensorrt"]["compute_capabilities"] == [trt_lib.gpu_compute_capability()]
     check_engine_compatible(second.metadata)
+
+
+def test_uint8_nhwc_graph_builds_with_an_nhwc_profile(graphs, tmp_path):
+    """A graph that takes uint8 pixels (``clsx export --input uint8``) parses (TensorRT takes a uint8
+    network input only straight into a Cast) and gets its profile in the graph's own layout."""
+    import onnx
+
+    from clsx.core.metadata import read_metadata
+    from clsx.core.pixel_input import add_pixel_input
+    from clsx.core.spec import InputFormat
+
+    src = tmp_path / "net.uint8.onnx"
+    model = onnx.load(str(graphs["fp16"]))
+    add_pixel_input(model, SPEC.preprocess, InputFormat("uint8", "NHWC"))
+    doc = read_metadata(graphs["fp16"])
+    doc["inputs"] = [{"name": "input", "shape": ["batch", SIZE, SIZE, 3], "dtype": "uint8", "layout": "NHWC"}]
+    embed_in_onnx(model, doc)
+    onnx.save(model, str(src))
+    res = build_engine(src, tmp_path / "u8.plan", target="rtx", min_batch=1, opt_batch=2, max_batch=4)
+    t = res.metadata["tensorrt"]
+    assert t["profile"]["min"] == [1, SIZE, SIZE, 3] and t["profile"]["max"] == [4, SIZE, SIZE, 3]
+    assert res.metadata["inputs"][0]["dtype"] == "uint8" and res.metadata["inputs"][0]["layout"] == "NHWC"
+    assert read_metadata(res.path)["inputs"][0]["layout"] == "NHWC"

@@ -51,6 +51,25 @@ def test_describe_reports_loaded_providers_and_threads(tiny_onnx):
 
 
 @pytest.mark.filterwarnings("ignore:Specified provider")
+def test_the_pipeline_turns_spinning_off_unless_told(tiny_onnx):
+    """Decode threads share the cores with a Classifier's session: ORT's intra-op threads do not spin
+    (measured in benchmarks/results/pipeline_bench.md); an explicit spin= and an active session stay."""
+    from clsx.predict.classifier import Classifier
+
+    rt = clsx.open(tiny_onnx, device="cpu")
+    assert rt.spin is None
+    Classifier(rt)
+    assert rt.spin is False and "(not spinning)" in rt.describe()
+    so = rt.session_options(__import__("onnxruntime"))
+    assert so.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    told = clsx.open(tiny_onnx, device="cpu", spin=True)
+    Classifier(told)
+    assert told.spin is True
+    active = clsx.open(tiny_onnx, device="cpu").activate()
+    Classifier(active)
+    assert active.spin is None
+
+
 def test_silent_provider_fallback_is_reported(tiny_onnx, caplog):
     """onnxruntime-gpu falls back to CPU without an error; clsx must say so."""
     rt = clsx.open(tiny_onnx, providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
