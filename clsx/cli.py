@@ -187,6 +187,9 @@ CropPctOpt = Annotated[Optional[float], typer.Option("--crop-pct", help="Center-
 ResizeSizeOpt = Annotated[Optional[int], typer.Option("--resize-size", min=1, help="Shorter side before the center crop, in pixels (instead of --crop-pct).")]
 ChannelOrderOpt = Annotated[Optional[str], typer.Option("--channel-order", help="RGB or BGR.")]
 InputRangeOpt = Annotated[Optional[float], typer.Option("--input-range", help="Pixel scale before mean/std: 1 ([0,1]) or 255 ([0,255]).")]
+BatchSizeOpt = Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Images per inference call.")]
+DevicesOpt = Annotated[Optional[str], typer.Option("--device", "-d", help="auto, cpu, cuda[:N], or tensorrt[:N] (ONNX Runtime's TensorRT provider), for every artifact.")]
+WorkersOpt = Annotated[Optional[int], typer.Option("--workers", "-j", min=1, help="Decode/preprocess threads (default: one per core).")]
 PresetOpt = Annotated[Optional[str], typer.Option("--preset", help="For an ONNX graph clsx did not make: borrow a known model's eval preprocessing and labels (e.g. timm:tf_efficientnet_lite0, tv:resnet50); preprocessing flags beat it.")]
 
 
@@ -217,6 +220,59 @@ def graph_options(preset: str | None, labels: Path | None, *flags: Any) -> dict[
     overrides = preprocess_overrides(*flags)
     opts = {"preset": preset, "labels": labels, "preprocess": overrides if overrides.as_dict() else None}
     return {k: v for k, v in opts.items() if v is not None}
+
+
+#: The options every command that reads images through a graph takes for an ONNX graph clsx did not
+#: make (see :func:`graph_flags`): parameter name -> its typer annotation, in help order.
+GRAPH_FLAGS: dict[str, Any] = {
+    "preset": PresetOpt, "labels": LabelsOpt, "input_size": InputSizeOpt, "mean": MeanOpt, "std": StdOpt,
+    "interpolation": InterpOpt, "crop_pct": CropPctOpt, "resize_size": ResizeSizeOpt,
+    "channel_order": ChannelOrderOpt, "input_range": InputRangeOpt,
+}
+#: The options of a command that builds a zoo model by name (see :func:`model_flags`).
+MODEL_FLAGS: dict[str, Any] = {
+    "weights": WeightsOpt, "pretrained": PretrainedOpt, "random_weights": RandomWeightsOpt, "num_classes": NumClassesOpt,
+}
+_FLAG_DEFAULTS = {"pretrained": False, "random_weights": False, "fast_decode": False}
+
+
+def _option_group(flags: dict[str, Any], param: str, combine: Any) -> Any:
+    """A decorator giving a command the options ``flags`` (name -> typer annotation), declared once: the
+    command declares ``param`` instead and receives ``combine(**given)``."""
+    import functools
+    import inspect
+    import typing
+
+    def wrap(func: Any) -> Any:
+        hints = typing.get_type_hints(func, include_extras=True)  # (this module's annotations are strings)
+        own = [p.replace(annotation=hints.get(p.name, p.annotation))
+               for p in inspect.signature(func).parameters.values() if p.name != param]
+        added = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=ann, default=_FLAG_DEFAULTS.get(name))
+                 for name, ann in flags.items()]
+
+        @functools.wraps(func)
+        def command(*args: Any, **kw: Any) -> Any:
+            given = {name: kw.pop(name, _FLAG_DEFAULTS.get(name)) for name in flags}
+            return func(*args, **{param: combine(**given)}, **kw)
+
+        command.__signature__ = inspect.Signature(own + added, return_annotation=None)  # type: ignore[attr-defined]
+        command.__annotations__ = {p.name: p.annotation for p in own + added}
+        return command
+
+    return wrap
+
+
+def graph_flags(*, fast_decode: bool = False) -> Any:
+    """``--preset``, ``--labels`` and the preprocessing flags (and ``--fast-decode``) for a command, which
+    receives them as ``graph_opts``: :func:`graph_options` of those given."""
+    flags = {**GRAPH_FLAGS, **({"fast_decode": FastDecodeOpt} if fast_decode else {})}
+    return _option_group(flags, "graph_opts", lambda **given: graph_options(*given.values()))
+
+
+def model_flags() -> Any:
+    """``--weights``, ``--pretrained``, ``--random-weights`` and ``--num-classes`` for a command, which
+    receives them as ``model_opts`` (a dict with all four)."""
+    return _option_group(MODEL_FLAGS, "model_opts", lambda **given: given)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -259,6 +315,7 @@ def demo_cmd(
 
 
 @app.command("calib")
+@graph_flags()
 def calib_cmd(
     model: Annotated[Path, typer.Argument(help="FP32 ONNX graph: clsx metadata inside gives its preprocessing; any other graph takes --preset or the preprocessing flags.", show_default=False)],
     images: Annotated[Path, typer.Argument(help="Folder of calibration images (searched recursively).", show_default=False)],
@@ -275,18 +332,9 @@ def calib_cmd(
     eval_num: Annotated[int, typer.Option("--eval-num", min=1, help="Evaluation images at most.")] = 64,
     min_top1: Annotated[Optional[float], typer.Option("--min-top1", help="Accuracy gate on the 95% Wilson lower bound of INT8-vs-FP32 top-1 agreement on the held-out images: keep sensitive layers in float until the bound reaches this (exit 3 if never). n/(n+3.84) is the best bound n images give: 0.9 needs >= 35.")] = None,
     max_float_layers: Annotated[Optional[int], typer.Option("--max-float-layers", min=1, help="Limit of layers the gate may keep in float (default: a quarter).")] = None,
-    input_size: InputSizeOpt = None,
-    mean: MeanOpt = None,
-    std: StdOpt = None,
-    interpolation: InterpOpt = None,
-    crop_pct: CropPctOpt = None,
-    resize_size: ResizeSizeOpt = None,
-    channel_order: ChannelOrderOpt = None,
-    input_range: InputRangeOpt = None,
-    preset: PresetOpt = None,
-    labels: LabelsOpt = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing output.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the calibration summary as JSON on stdout.")] = False,
+    graph_opts: Any = None,
 ) -> None:
     """INT8-calibrate an FP32 ONNX graph on an image folder: explicit Q/DQ that ONNX Runtime and TensorRT both run."""
     from clsx.calib import CalibOptions, calibrate
@@ -295,8 +343,7 @@ def calib_cmd(
         method=method, target=for_, reduce_range=reduce_range, bias_correction=not no_bias_correction,
         num=num, batch=batch, seed=seed, cache=cache, eval_dir=eval_dir,
         eval_num=eval_num, min_top1=min_top1, max_float_layers=max_float_layers,
-        preprocess=preprocess_overrides(input_size, mean, std, interpolation, crop_pct, resize_size, channel_order, input_range),
-        preset=preset, labels=labels,
+        **graph_opts,
     )
     res = calibrate(model, images, out, options, force=force)
     if as_json:
@@ -371,27 +418,18 @@ def build_cmd(
 
 
 @app.command("annotate")
+@graph_flags()
 def annotate_cmd(
     graph: Annotated[Path, typer.Argument(help="An ONNX graph clsx did not make (timm's onnx_export, torch.onnx.export, a model zoo download ...).", show_default=False)],
     out: Annotated[Optional[str], typer.Option("--output", "-o", metavar=PATH_METAVAR, help="New graph with the document inside, or a folder (DIR/: created if missing) for GRAPH.clsx.onnx (default: beside GRAPH).")] = None,
     sidecar: Annotated[bool, typer.Option("--sidecar", help="Write the document beside GRAPH as GRAPH.json instead (GRAPH stays untouched).")] = False,
-    preset: PresetOpt = None,
-    labels: LabelsOpt = None,
-    input_size: InputSizeOpt = None,
-    mean: MeanOpt = None,
-    std: StdOpt = None,
-    interpolation: InterpOpt = None,
-    crop_pct: CropPctOpt = None,
-    resize_size: ResizeSizeOpt = None,
-    channel_order: ChannelOrderOpt = None,
-    input_range: InputRangeOpt = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing output.")] = False,
+    graph_opts: Any = None,
 ) -> None:
     """Write the clsx document (preprocessing, labels, inputs, outputs) into a foreign ONNX graph once, checked against the graph; afterwards every command runs it without flags. Prints the file written."""
     from clsx.tools.annotate import annotate
 
-    opts = graph_options(preset, labels, input_size, mean, std, interpolation, crop_pct, resize_size, channel_order, input_range)
-    res = annotate(graph, out, sidecar=sidecar, force=force, **opts)
+    res = annotate(graph, out, sidecar=sidecar, force=force, **graph_opts)
     typer.echo(str(res.path))
 
 
@@ -407,47 +445,33 @@ def doctor_cmd(
 
 
 @app.command("infer")
+@model_flags()
+@graph_flags(fast_decode=True)
 def infer_cmd(
     artifact: Annotated[str, typer.Argument(help="model.onnx (clsx's, or any graph with --preset/flags), model.plan, or a model name (runs on torch); NAME@BACKEND picks the backend.", show_default=False)],
     paths: Annotated[list[str], typer.Argument(help="Image files and/or folders (searched recursively); with --ray also URIs (s3://, gs://, file://).", show_default=False)],
     topk: Annotated[int, typer.Option("--topk", "-k", min=1, help="Classes per image.")] = 5,
-    batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Images per inference call.")] = 32,
+    batch_size: BatchSizeOpt = 32,
     backend: Annotated[Optional[str], typer.Option("--backend", help="torch, onnxrt or tensorrt (default: from the artifact).")] = None,
     device: Annotated[Optional[str], typer.Option("--device", "-d", help="auto, cpu, cuda[:N], or tensorrt[:N] (ONNX Runtime's TensorRT provider).")] = None,
     fmt: Annotated[str, typer.Option("--format", "-f", help="csv or jsonl.")] = "csv",
     output: Annotated[Optional[str], typer.Option("--output", "-o", metavar=PATH_METAVAR, help="Write rows to FILE (atomically; missing folders are created) instead of stdout.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite --output if it exists.")] = False,
     strict: Annotated[bool, typer.Option("--strict", help="Exit 1 if any image could not be classified (rows are still written).")] = False,
-    workers: Annotated[Optional[int], typer.Option("--workers", "-j", min=1, help="Decode/preprocess threads (default: one per core).")] = None,
-    weights: WeightsOpt = None,
-    pretrained: PretrainedOpt = False,
-    random_weights: RandomWeightsOpt = False,
-    num_classes: NumClassesOpt = None,
-    labels: LabelsOpt = None,
-    input_size: InputSizeOpt = None,
-    mean: MeanOpt = None,
-    std: StdOpt = None,
-    interpolation: InterpOpt = None,
-    crop_pct: CropPctOpt = None,
-    resize_size: ResizeSizeOpt = None,
-    channel_order: ChannelOrderOpt = None,
-    input_range: InputRangeOpt = None,
-    preset: PresetOpt = None,
-    fast_decode: FastDecodeOpt = False,
+    workers: WorkersOpt = None,
     ray: Annotated[bool, typer.Option("--ray", help="Run on Ray Data (the ray extra): read tasks + an actor pool of classifiers; the same rows.")] = False,
     address: Annotated[Optional[str], typer.Option("--address", help="--ray: cluster to join (auto, HOST:PORT, ray://HOST:PORT); default: a local Ray on this machine.")] = None,
     num_workers: Annotated[Optional[int], typer.Option("--num-workers", min=1, help="--ray: classifier actors (default: one per --gpus-per-worker GPUs, else one per 2 CPUs).")] = None,
     gpus_per_worker: Annotated[float, typer.Option("--gpus-per-worker", min=0.0, help="--ray: GPUs each actor reserves (fractions share a GPU).")] = 0.0,
+    graph_opts: Any = None,
+    model_opts: Any = None,
 ) -> None:
     """Classify images: one row per image (path, top-k index/label/probability, error), in sorted path order.
 
     Rows stream to stdout as batches finish; logs, progress (TTY only) and a summary go to stderr. An ONNX graph clsx did not make takes --preset MODEL or the preprocessing flags (its input size defaults from the graph); the values chosen go to stderr.
     Unreadable images get a row with the reason in the error column; exit status 0 unless --strict.
     """
-    open_kw: dict[str, Any] = {"preprocess": None, "labels": None,
-                               **graph_options(preset, labels, input_size, mean, std, interpolation, crop_pct, resize_size,
-                                               channel_order, input_range, fast_decode)}
-    model_opts = {"weights": weights, "pretrained": pretrained, "num_classes": num_classes, "random_weights": random_weights}
+    open_kw: dict[str, Any] = {"preprocess": None, "labels": None, **graph_opts}
     open_kw.update({k: v for k, v in model_opts.items() if v})
     common = dict(output=output, force=force, strict=strict, topk=topk, fmt=fmt.lower(), batch_size=batch_size, backend=backend, device=device)
     if ray:
@@ -463,12 +487,9 @@ def infer_cmd(
 
 
 @app.command("export")
+@model_flags()
 def export_cmd(
     model: ModelArg,
-    weights: WeightsOpt = None,
-    pretrained: PretrainedOpt = False,
-    random_weights: RandomWeightsOpt = False,
-    num_classes: NumClassesOpt = None,
     labels: LabelsOpt = None,
     out: Annotated[Optional[str], typer.Option("--output", "-o", metavar=PATH_METAVAR, help="Output .onnx file, or a folder (DIR/: created if missing) for <model name>.onnx (default: in the current folder).")] = None,
     opset: Annotated[Optional[int], typer.Option("--opset", help="ONNX opset 7-23 (default 20; below 18 uses the TorchScript exporter).")] = None,
@@ -505,6 +526,7 @@ def export_cmd(
     compute_capability: ComputeCapOpt = None,
     legacy_weak_typing: LegacyWeakOpt = False,
     aoti: Annotated[bool, typer.Option("--aoti", help="Also write <stem>.pt2: an AOTInductor package (CPU) with its sidecar, for the C++ library (cpp/).")] = False,
+    model_opts: Any = None,
 ) -> None:
     """Export a model to ONNX (dynamic batch), verified on the spot against torch; metadata inside.
 
@@ -517,7 +539,7 @@ def export_cmd(
     if int8 and calib_dir is None:
         raise typer.BadParameter("--int8 needs --calib-dir IMAGES", param_hint="--calib-dir")
     options = ExportOptions(
-        weights=weights, pretrained=pretrained, random_weights=random_weights, num_classes=num_classes, labels=labels,
+        **model_opts, labels=labels,
         preprocess=preprocess_overrides(input_size, mean, std, interpolation, crop_pct, fast_decode=fast_decode),
         out=out, opset=opset, batch=batch, max_batch=max_batch, fp16=fp16, verify=not no_verify,
         input=input_dtype.lower(), input_layout=input_layout.upper() if input_layout else None,
@@ -550,6 +572,8 @@ def info_cmd(
 
 
 @app.command("parity")
+@model_flags()
+@graph_flags()
 def parity_cmd(
     reference: Annotated[str, typer.Argument(help="Reference: model.onnx, model.plan, or a model name (torch); NAME@BACKEND picks the backend.", show_default=False)],
     candidates: Annotated[list[str], typer.Argument(help="Candidates to compare with the reference (same forms).", show_default=False)],
@@ -562,23 +586,11 @@ def parity_cmd(
     force: Annotated[bool, typer.Option("--force", help="Overwrite --flips if it exists.")] = False,
     shared_input: Annotated[bool, typer.Option("--shared-input", help="Feed every artifact the reference's tensors, even where a candidate's metadata describes other preprocessing (compares the graphs only).")] = False,
     strict: Annotated[bool, typer.Option("--strict", help="Exit 1 if any image could not be read or any candidate failed on an image.")] = False,
-    batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Images per inference call.")] = 32,
-    device: Annotated[Optional[str], typer.Option("--device", "-d", help="auto, cpu, cuda[:N], or tensorrt[:N] (ONNX Runtime's TensorRT provider), for every artifact.")] = None,
-    workers: Annotated[Optional[int], typer.Option("--workers", "-j", min=1, help="Decode/preprocess threads (default: one per core).")] = None,
-    weights: WeightsOpt = None,
-    pretrained: PretrainedOpt = False,
-    random_weights: RandomWeightsOpt = False,
-    num_classes: NumClassesOpt = None,
-    preset: PresetOpt = None,
-    labels: LabelsOpt = None,
-    input_size: InputSizeOpt = None,
-    mean: MeanOpt = None,
-    std: StdOpt = None,
-    interpolation: InterpOpt = None,
-    crop_pct: CropPctOpt = None,
-    resize_size: ResizeSizeOpt = None,
-    channel_order: ChannelOrderOpt = None,
-    input_range: InputRangeOpt = None,
+    batch_size: BatchSizeOpt = 32,
+    device: DevicesOpt = None,
+    workers: WorkersOpt = None,
+    graph_opts: Any = None,
+    model_opts: Any = None,
 ) -> None:
     """Label-free agreement of candidates with a reference on real images: top-1, top-k membership and overlap, logit differences, KL.
 
@@ -593,9 +605,8 @@ def parity_cmd(
     report = run_parity(
         reference, candidates, images, topk=topk, batch_size=batch_size, workers=workers,
         thresholds=Thresholds(min_top1=min_top1, min_topk=min_top5), input_mode="shared" if shared_input else "own",
-        device=device, model_opts={"weights": weights, "pretrained": pretrained, "num_classes": num_classes,
-                                   "random_weights": random_weights},
-        graph_opts=graph_options(preset, labels, input_size, mean, std, interpolation, crop_pct, resize_size, channel_order, input_range),
+        device=device, model_opts=model_opts,
+        graph_opts=graph_opts,
     )
     typer.echo(json.dumps(report.to_dict(), indent=2) if as_json else report.format_table(), nl=as_json)
     if flips is not None:
@@ -610,6 +621,8 @@ def parity_cmd(
 
 
 @app.command("val")
+@model_flags()
+@graph_flags()
 def val_cmd(
     artifacts: Annotated[list[str], typer.Argument(help="Artifacts: model.onnx, model.plan, or a model name (torch, with --weights); NAME@BACKEND picks the backend. The first is the baseline of the drop columns.", show_default=False)],
     data: Annotated[Path, typer.Argument(help="Labelled images: an ImageFolder tree (class folders named by WordNet id n01440764, index 0..N-1 or label text) or a CSV of path,label.", show_default=False)],
@@ -617,23 +630,11 @@ def val_cmd(
     per_class: Annotated[bool, typer.Option("--per-class", help="Add a per-class table (class, n, top-1, top-k).")] = False,
     min_top1: Annotated[Optional[float], typer.Option("--min-top1", min=0.0, max=1.0, help="Gate: exit 3 unless every artifact's top-1 is at least this fraction, judged on the lower bound of its 95% Wilson interval.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="JSON on stdout instead of the table.")] = False,
-    batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Images per inference call.")] = 32,
-    device: Annotated[Optional[str], typer.Option("--device", "-d", help="auto, cpu, cuda[:N], or tensorrt[:N] (ONNX Runtime's TensorRT provider), for every artifact.")] = None,
-    workers: Annotated[Optional[int], typer.Option("--workers", "-j", min=1, help="Decode/preprocess threads (default: one per core).")] = None,
-    weights: WeightsOpt = None,
-    pretrained: PretrainedOpt = False,
-    random_weights: RandomWeightsOpt = False,
-    num_classes: NumClassesOpt = None,
-    preset: PresetOpt = None,
-    labels: LabelsOpt = None,
-    input_size: InputSizeOpt = None,
-    mean: MeanOpt = None,
-    std: StdOpt = None,
-    interpolation: InterpOpt = None,
-    crop_pct: CropPctOpt = None,
-    resize_size: ResizeSizeOpt = None,
-    channel_order: ChannelOrderOpt = None,
-    input_range: InputRangeOpt = None,
+    batch_size: BatchSizeOpt = 32,
+    device: DevicesOpt = None,
+    workers: WorkersOpt = None,
+    graph_opts: Any = None,
+    model_opts: Any = None,
 ) -> None:
     """Labelled accuracy on DATA: top-1 and top-k with n and a 95% Wilson interval per artifact, and each one's drop against the first.
 
@@ -645,9 +646,8 @@ def val_cmd(
 
     report = run_val(
         artifacts, data, topk=topk, batch_size=batch_size, per_class=per_class, workers=workers, device=device,
-        min_top1=min_top1, model_opts={"weights": weights, "pretrained": pretrained, "num_classes": num_classes,
-                                       "random_weights": random_weights},
-        graph_opts=graph_options(preset, labels, input_size, mean, std, interpolation, crop_pct, resize_size, channel_order, input_range),
+        min_top1=min_top1, model_opts=model_opts,
+        graph_opts=graph_opts,
     )
     typer.echo(json.dumps(report.to_dict(), indent=2) if as_json else report.format_table(), nl=as_json)
     gate = report.gate_error()
@@ -656,6 +656,8 @@ def val_cmd(
 
 
 @app.command("bench")
+@model_flags()
+@graph_flags()
 def bench_cmd(
     artifacts: Annotated[list[str], typer.Argument(help="Artifacts and/or model names (NAME@BACKEND), measured side by side.", show_default=False)],
     batch: Annotated[str, typer.Option("--batch", help="Batch sizes, comma-separated.")] = "1,8,32",
@@ -670,20 +672,8 @@ def bench_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="JSON on stdout (machine, config, runtimes, results) instead of the table.")] = False,
     device: Annotated[Optional[str], typer.Option("--device", "-d", help="auto, cpu, cuda[:N], or tensorrt[:N], for every artifact.")] = None,
     workers: Annotated[Optional[int], typer.Option("--workers", "-j", min=1, help="Decode/preprocess threads of the end-to-end runs (default: one per core).")] = None,
-    weights: WeightsOpt = None,
-    pretrained: PretrainedOpt = False,
-    random_weights: RandomWeightsOpt = False,
-    num_classes: NumClassesOpt = None,
-    preset: PresetOpt = None,
-    labels: LabelsOpt = None,
-    input_size: InputSizeOpt = None,
-    mean: MeanOpt = None,
-    std: StdOpt = None,
-    interpolation: InterpOpt = None,
-    crop_pct: CropPctOpt = None,
-    resize_size: ResizeSizeOpt = None,
-    channel_order: ChannelOrderOpt = None,
-    input_range: InputRangeOpt = None,
+    graph_opts: Any = None,
+    model_opts: Any = None,
 ) -> None:
     """Latency (p50/p90/p99) and throughput per artifact and batch size, model-only and (with --images) end to end.
 
@@ -697,8 +687,8 @@ def bench_cmd(
         artifacts, batches=_batch_list(batch, "--batch"), warmup=warmup, iters=iters, seconds=seconds, rounds=rounds,
         images=images or None, e2e_batches=_batch_list(e2e_batch, "--e2e-batch") if e2e_batch else None,
         max_images=max_images, workers=workers, device=device, modes=("model",) if model_only else ("model", "e2e"),
-        model_opts={"weights": weights, "pretrained": pretrained, "num_classes": num_classes, "random_weights": random_weights},
-        graph_opts=graph_options(preset, labels, input_size, mean, std, interpolation, crop_pct, resize_size, channel_order, input_range),
+        model_opts=model_opts,
+        graph_opts=graph_opts,
     )
     typer.echo(json.dumps(report.to_dict(), indent=2) if as_json else report.format_table(), nl=as_json)
 
