@@ -202,8 +202,12 @@ def bench_model(name: str, fp32: Path, fold_dirs, rows_cfg, args) -> list[Row]:
 
     spec = spec_of(read_onnx_metadata(fp32))
     rows = {cfg: Row(name, cfg[0] if cfg[0] != "clsx+gate" else f"clsx+gate {args.gate:.2f}", cfg[2]) for cfg in rows_cfg}
+    from clsx.calib import CalibOptions
+
+    default = ",".join(CalibOptions().keep_float) or "none"
     for cfg, row in rows.items():
-        row.keep = cfg[3] or ("first,last (default)" if cfg[0].startswith("clsx") else "-")
+        if cfg[0].startswith("clsx"):
+            row.keep = (cfg[3] or default) + (" (default)" if (cfg[3] or default) == default else "")
     for calib, evald in fold_dirs:
         calib_data, eval_data = batches(calib, spec), batches(evald, spec)
         ref = run_logits(fp32, eval_data)

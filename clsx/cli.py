@@ -271,7 +271,7 @@ def calib_cmd(
     eval_num: Annotated[int, typer.Option("--eval-num", min=1, help="Evaluation images at most.")] = 64,
     min_top1: Annotated[Optional[float], typer.Option("--min-top1", help="Accuracy gate on the 95% Wilson lower bound of INT8-vs-FP32 top-1 agreement on the held-out images: keep sensitive layers in float until the bound reaches this (exit 3 if never). n/(n+3.84) is the best bound n images give: 0.9 needs >= 35.")] = None,
     max_float_layers: Annotated[Optional[int], typer.Option("--max-float-layers", min=1, help="Limit of layers the gate may keep in float (default: a quarter).")] = None,
-    keep_float: Annotated[str, typer.Option("--keep-float", help="Weighted layers kept in float on purpose, as common TensorRT practice: first (the stem convolution reading the image), last (the classifier writing the logits), first,last, or none (quantize every weighted layer).")] = "first,last",
+    keep_float: Annotated[str, typer.Option("--keep-float", help="Weighted layers kept in float on purpose, as common TensorRT practice: last (the classifier writing the logits; the default), first (the stem convolution reading the image), first,last, or none (quantize every weighted layer).")] = "last",
     input_size: InputSizeOpt = None,
     mean: MeanOpt = None,
     std: StdOpt = None,

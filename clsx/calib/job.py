@@ -63,9 +63,9 @@ class CalibOptions:
     preprocess: PreprocessOverrides | None = None
     preset: str | None = None  # a graph clsx did not make: a known model's preprocessing and labels
     labels: str | Path | None = None  # ... and its class names
-    #: weighted layers kept in float on purpose (common TensorRT practice): "first" (the stem reading the
-    #: image), "last" (the classifier writing the logits); a string "first,last" / "none" or a sequence
-    keep_float: str | Sequence[str] = ("first", "last")
+    #: weighted layers kept in float on purpose (common TensorRT practice): "last" (the classifier writing the
+    #: logits; the default), "first" (the stem reading the image); a string "first,last" / "none" or a sequence
+    keep_float: str | Sequence[str] = ("last",)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "keep_float", parse_keep_float(self.keep_float))
