@@ -319,7 +319,7 @@ def collect_ranges(prepared: Path, reader, config: QuantConfig, workdir: Path):
         raise
     ranges = calibrator.compute_data()
     if config.method != "minmax" and config.head_max and config.activation_symmetric:
-        _unclip(ranges, head_inputs(prepared))
+        _unclip(ranges, head_inputs(prepared), calibrator.collector.histogram_dict)
     return ranges, calibrator.infer_session.means()
 
 
@@ -338,14 +338,13 @@ def head_inputs(prepared: Path) -> set[str]:
     return {by_name[n].input[0] for n in [*last, *feeding]}
 
 
-def _unclip(ranges, tensors: set[str]) -> None:
-    """Histogram methods (absolute-value histograms): ``tensors`` get the full range max |x| instead of a clip."""
-    for name in sorted(tensors & set(ranges.data)):
+def _unclip(ranges, tensors: set[str], histograms: Mapping[str, tuple]) -> None:
+    """Histogram methods: ``tensors`` get their full range max |x| (the collector's ``(hist, edges, min, max)``)
+    instead of the clipped threshold."""
+    for name in sorted(tensors & set(ranges.data) & set(histograms)):
         data = ranges.data[name]
-        edges = getattr(data, "bins", None)
-        if edges is None or not np.size(edges):
-            continue
-        top = np.abs(np.asarray(edges, np.float32)).max()
+        low, high = histograms[name][2:4]
+        top = np.float32(max(abs(float(low)), abs(float(high))))
         data.lowest, data.highest = np.array(-top, np.float32), np.array(top, np.float32)
         log.debug("%s: full range %.4g (head input, not clipped)", name, top)
 

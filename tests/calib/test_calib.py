@@ -312,7 +312,7 @@ def test_sensitivity_ranks_a_damaged_layer_first(small_onnx, photo_split, tmp_pa
     from clsx.calib.sensitivity import rank_layers
 
     calib_dir, _ = photo_split
-    res = calibrate(small_onnx, calib_dir, tmp_path / "r18.int8.onnx", num=8, batch=4)
+    res = calibrate(small_onnx, calib_dir, tmp_path / "r18.int8.onnx", num=8, batch=4, keep_float="none")
     prepared = prepare(small_onnx, tmp_path / "prepared.onnx")
     candidates = quantizable_nodes(prepared)
     assert len(candidates) == 21  # resnet18: 20 convs + fc
