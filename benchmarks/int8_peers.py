@@ -54,6 +54,7 @@ class Row:
     trt_ok: bool = True
     seconds: float = 0.0
     note: str = ""
+    keep: str = "-"
 
 
 def build_models(root: Path, names: list[str]) -> dict[str, Path]:
@@ -127,10 +128,14 @@ def structure(path: Path, fp32: Path) -> dict:
             "trt_ok": not graph_problems(path)}
 
 
-def clsx_int8(fp32: Path, calib: Path, out: Path, method: str, layout: str, gate: float | None) -> Path:
+def clsx_int8(fp32: Path, calib: Path, out: Path, method: str, layout: str, gate: float | None, keep: str | None) -> Path:
+    """clsx's calibration; ``keep``: its --keep-float (None: clsx's default). Ranges are cached per method and
+    layout in the fold's work folder, so rows that differ only in what stays float share one calibration pass."""
     from clsx.calib import calibrate
 
-    return calibrate(fp32, calib, out, method=method, target=layout, min_top1=gate, force=True).path
+    extra = {"keep_float": keep} if keep is not None else {}
+    cache = out.parent / f"ranges-{method}-{layout}.json"
+    return calibrate(fp32, calib, out, method=method, target=layout, min_top1=gate, force=True, cache=cache, **extra).path
 
 
 def modelopt_int8(fp32: Path, data: np.ndarray, out: Path, method: str) -> Path:
@@ -169,20 +174,23 @@ def ort_int8(fp32: Path, data: list[np.ndarray], out: Path) -> Path:
     return out
 
 
-def configs(args) -> list[tuple[str, str, str]]:
-    """(tool, method, layout) rows."""
-    rows = [("clsx", m, lay) for lay in ("tensorrt", "cpu") for m in ("minmax", "entropy", "percentile")]
+def configs(args) -> list[tuple[str, str, str, str | None]]:
+    """(tool, method, layout, clsx --keep-float or None for the default) rows."""
+    methods, layouts = args.methods.split(","), args.layouts.split(",")
+    keeps = [None if k == "default" else k for k in args.keep_float.split(";")]
+    rows = [("clsx", m, lay, k) for lay in layouts for k in keeps for m in methods]
     if args.gate:
-        rows += [("clsx+gate", m, "tensorrt") for m in ("minmax", "entropy", "percentile")]
+        rows += [("clsx+gate", m, "tensorrt", None) for m in methods]
     if not args.no_peers:
-        rows += [("modelopt", "max", "tensorrt"), ("modelopt", "entropy", "tensorrt"), ("ort-defaults", "minmax", "qdq")]
+        rows += [("modelopt", "max", "tensorrt", None), ("modelopt", "entropy", "tensorrt", None),
+                 ("ort-defaults", "minmax", "qdq", None)]
     return rows
 
 
-def one(tool, method, layout, fp32, calib, calib_data, work, gate) -> Path:
-    out = work / f"{tool}-{method}-{layout}.int8.onnx"
+def one(tool, method, layout, keep, fp32, calib, calib_data, work, gate) -> Path:
+    out = work / f"{tool}-{method}-{layout}-{(keep or 'default').replace(',', '+')}.int8.onnx"
     if tool.startswith("clsx"):
-        return clsx_int8(fp32, calib, out, method, layout, gate if tool == "clsx+gate" else None)
+        return clsx_int8(fp32, calib, out, method, layout, gate if tool == "clsx+gate" else None, keep)
     if tool == "modelopt":
         return modelopt_int8(fp32, np.concatenate(calib_data), out, method)
     return ort_int8(fp32, calib_data, out)
@@ -194,23 +202,29 @@ def bench_model(name: str, fp32: Path, fold_dirs, rows_cfg, args) -> list[Row]:
 
     spec = spec_of(read_onnx_metadata(fp32))
     rows = {cfg: Row(name, cfg[0] if cfg[0] != "clsx+gate" else f"clsx+gate {args.gate:.2f}", cfg[2]) for cfg in rows_cfg}
+    from clsx.calib import CalibOptions
+
+    default = ",".join(CalibOptions().keep_float) or "none"
+    for cfg, row in rows.items():
+        if cfg[0].startswith("clsx"):
+            row.keep = (cfg[3] or default) + (" (default)" if (cfg[3] or default) == default else "")
     for calib, evald in fold_dirs:
         calib_data, eval_data = batches(calib, spec), batches(evald, spec)
         ref = run_logits(fp32, eval_data)
         with tempfile.TemporaryDirectory(prefix="int8-peers-", dir=args.work) as tmp:
             for cfg in rows_cfg:
-                tool, method, layout = cfg
+                tool, method, layout, keep = cfg
                 row = rows[cfg]
                 row.note = row.note or method
                 t0 = time.perf_counter()
                 try:
-                    path = one(tool, method, layout, fp32, calib, calib_data, Path(tmp), args.gate)
+                    path = one(tool, method, layout, keep, fp32, calib, calib_data, Path(tmp), args.gate)
                 except Exception as exc:  # a failed gate still wrote its FAILED graph: report what it measured
                     log(f"{name} {tool} {method} {layout}: {type(exc).__name__}: {exc}")
                     short = "gate missed: its FAILED graph is measured" if "min-top1" in str(exc) else f"{type(exc).__name__}: {str(exc)[:80]}"
                     if short not in row.note:
                         row.note += f" ({short})"
-                    failed = Path(tmp) / f"{tool}-{method}-{layout}.int8.FAILED.onnx"
+                    failed = Path(tmp) / f"{tool}-{method}-{layout}-{(keep or 'default').replace(',', '+')}.int8.FAILED.onnx"
                     if not failed.exists():
                         continue
                     path = failed
@@ -221,14 +235,14 @@ def bench_model(name: str, fp32: Path, fold_dirs, rows_cfg, args) -> list[Row]:
                 row.in_top5 += round(a.ref_top1_in_topk * a.images)
                 for k, v in structure(path, fp32).items():
                     setattr(row, k, v)
-                log(f"{name} {tool} {method} {layout}: {a.describe_top1()} top5 {a.ref_top1_in_topk:.1%}")
+                log(f"{name} {tool} {method} {layout} keep={keep}: {a.describe_top1()} top5 {a.ref_top1_in_topk:.1%}")
     return list(rows.values())
 
 
 def table(rows: list[Row], show_agreement: bool) -> str:
     from clsx.core.agreement import wilson_interval
 
-    head = "| tool | method | layout | top-1 agreement (n) | 95 % CI | FP32 top-1 in INT8 top-5 | Q/DQ nodes | weighted layers in INT8 | logits float | TensorRT-parsable | s |"
+    head = "| tool | method | layout | kept float | top-1 agreement (n) | 95 % CI | FP32 top-1 in INT8 top-5 | Q/DQ nodes | weighted layers in INT8 | logits float | TensorRT-parsable | s |"
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
         if r.n:
@@ -238,7 +252,7 @@ def table(rows: list[Row], show_agreement: bool) -> str:
             top5 = f"{r.in_top5 / r.n:.1%}" if show_agreement else "-"
         else:
             agree, ci, top5 = "failed", "-", "-"
-        lines.append(f"| {r.tool} | {r.note} | {r.layout} | {agree} | {ci} | {top5} | {r.qdq} | {r.weighted} | "
+        lines.append(f"| {r.tool} | {r.note} | {r.layout} | {r.keep} | {agree} | {ci} | {top5} | {r.qdq} | {r.weighted} | "
                      f"{'yes' if r.logits_float else 'NO'} | {'yes' if r.trt_ok else 'no'} | {r.seconds:.0f} |")
     return "\n".join(lines)
 
@@ -248,6 +262,10 @@ def main() -> None:
     ap.add_argument("--models", default="tf_efficientnet_lite0,tf_efficientnet_lite1,resnet18-random")
     ap.add_argument("--per-photo", type=int, default=12, help="JPEG views per source photo")
     ap.add_argument("--gate", type=float, default=0.9, help="--min-top1 of the clsx+gate rows (0: no gate rows)")
+    ap.add_argument("--methods", default="minmax,entropy,percentile", help="clsx calibration methods (comma list)")
+    ap.add_argument("--layouts", default="tensorrt,cpu", help="clsx Q/DQ layouts (comma list)")
+    ap.add_argument("--keep-float", default="default", help="clsx --keep-float variants, ';'-separated "
+                    "(e.g. 'default;none;first;last'; default = clsx's own default)")
     ap.add_argument("--no-peers", action="store_true", help="clsx rows only (no ModelOpt / ORT)")
     ap.add_argument("--work", default=None)
     ap.add_argument("--out", type=Path, default=None)

@@ -12,7 +12,7 @@ and scikit-learn ship. Every figure comes from :func:`clsx.tools.parity.run_pari
 |   of photos disjoint from the evaluated ones |                 |                          |
 
 The INT8 graph is clsx's default (TensorRT layout, MinMax, bias correction, every weighted layer in
-INT8, no accuracy gate), calibrated on 36 views of 9 photos and judged on 32 views of the other 8.
+INT8 but the classifier, no accuracy gate), calibrated on 36 views of 9 photos and judged on 32 views of the other 8.
 
 The FP16 gate runs on 102 views of all 17 photos (a 99 % gate needs at least 100 images to allow
 anything but zero flips), the FP32 gate (no flip allowed) on 34 of them. The last test shows the gate can fail: an artifact whose metadata

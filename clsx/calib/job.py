@@ -26,8 +26,8 @@ import numpy as np
 
 from clsx.calib import cache as calib_cache
 from clsx.calib.bias_correction import weight_shifts
-from clsx.calib.quantize import (QuantConfig, QuantizationError, check_quantizable, collect_ranges, graph_problems, prepare,
-                                 quantizable_nodes, quantize, unquantized_layers)
+from clsx.calib.quantize import (QuantConfig, QuantizationError, boundary_layers, check_quantizable, collect_ranges,
+                                 graph_problems, parse_keep_float, prepare, quantizable_nodes, quantize, unquantized_layers)
 from clsx.calib.reader import BatchStream, CalibrationDataError, ImageSplit, OrtCalibrationReader, split_images
 from clsx.core.agreement import Agreement, compare, wilson_interval
 from clsx.core.artifact import checked_onnx
@@ -63,8 +63,12 @@ class CalibOptions:
     preprocess: PreprocessOverrides | None = None
     preset: str | None = None  # a graph clsx did not make: a known model's preprocessing and labels
     labels: str | Path | None = None  # ... and its class names
+    #: weighted layers kept in float on purpose (common TensorRT practice): "last" (the classifier writing the
+    #: logits; the default), "first" (the stem reading the image); a string "first,last" / "none" or a sequence
+    keep_float: str | Sequence[str] = ("last",)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "keep_float", parse_keep_float(self.keep_float))
         if self.num < 1 or self.batch < 1:
             raise SpecError("--num and --batch must be at least 1")
         if self.min_top1 is not None and not 0 < self.min_top1 <= 1:
@@ -146,15 +150,16 @@ class _Job:
     input_name: str
     ranges: _Ranges
     shifts: dict[str, np.ndarray] = field(default_factory=dict)  # bias correction per node
+    kept: tuple[str, ...] = ()  # layers kept in float on purpose (``keep_float``)
 
     @property
     def config(self) -> QuantConfig:
         return self.request.config
 
     def quantize(self, name: str, config: QuantConfig | None = None, *, exclude: Sequence[str] = ()) -> Path:
-        """The Q/DQ graph ``work/name`` from the job's ranges and bias shifts."""
-        return quantize(self.prepared, self.work / name, self.ranges.path, config or self.config, exclude=exclude,
-                        bias_shifts=self.shifts)
+        """The Q/DQ graph ``work/name`` from the job's ranges and bias shifts; ``kept`` layers always stay float."""
+        return quantize(self.prepared, self.work / name, self.ranges.path, config or self.config,
+                        exclude=list(dict.fromkeys([*self.kept, *exclude])), bias_shifts=self.shifts)
 
 
 @dataclass(frozen=True)
@@ -204,11 +209,12 @@ def calibrate(
         work = Path(tmp)
         prepared = prepare(req.model_path, work / "prepared.onnx")
         input_name = _input_name(prepared)
-        job = _Job(req, work, prepared, input_name, _ranges(req, prepared, input_name, work))
+        kept = tuple(boundary_layers(prepared, options.keep_float))
+        job = _Job(req, work, prepared, input_name, _ranges(req, prepared, input_name, work), kept=kept)
         with Phase("quantizing", log):
             plain = job.quantize("int8_plain.onnx")
             job, int8 = _bias_correct(job, plain)
-        _check_coverage(job, int8, ())
+        _check_coverage(job, int8, kept)
         with Phase("evaluating INT8 against FP32", log):
             outcome = _evaluate(job, int8)
         final, doc = _publish(job, outcome)
@@ -368,7 +374,7 @@ def _fallback(job: _Job, int8: Path, before: Agreement, ref: np.ndarray, eval_ba
     from clsx.calib.sensitivity import rank_layers
 
     min_top1, max_float_layers = job.request.options.min_top1, job.request.options.max_float_layers
-    candidates = quantizable_nodes(job.prepared)
+    candidates = [n for n in quantizable_nodes(job.prepared) if n not in job.kept]
     limit = max_float_layers if max_float_layers is not None else max(4, len(candidates) // 4)
     ranking_graph = int8
     if job.config.target != "tensorrt":  # rank on the layout where each layer's Q/DQ is its own
@@ -458,6 +464,8 @@ def _int8_document(job: _Job, outcome: _Outcome) -> dict[str, Any]:
         "gate": "the 95% Wilson lower bound of top1_agreement must reach min_top1",
         "fp32_top1_in_int8_top5": after.ref_top1_in_topk if after else None,
         "float_layers": outcome.float_layers,
+        "keep_float": list(req.options.keep_float),
+        "kept_float_layers": list(job.kept),
         "min_top1": req.options.min_top1,
     }
     return doc

@@ -61,6 +61,9 @@ class QuantConfig:
     #: batches fed to the calibrator before it reduces what it has collected (bounds memory: the
     #: calibrator holds every calibrated activation of a chunk, ~0.5 GB per 16 images for resnet50)
     batches_per_chunk: int = 2
+    #: entropy / percentile, tensorrt layout: the activations read by the classifier head keep their full range
+    #: (max |x|): clipping is meant for the feature maps convolutions read, not the few features the logits come from
+    head_max: bool = True
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -314,7 +317,36 @@ def collect_ranges(prepared: Path, reader, config: QuantConfig, workdir: Path):
         if "No data is collected" in str(exc):
             raise QuantizationError("no calibration image could be decoded") from None
         raise
-    return calibrator.compute_data(), calibrator.infer_session.means()
+    ranges = calibrator.compute_data()
+    if config.method != "minmax" and config.head_max and config.activation_symmetric:
+        _unclip(ranges, head_inputs(prepared), calibrator.collector.histogram_dict)
+    return ranges, calibrator.infer_session.means()
+
+
+def head_inputs(prepared: Path) -> set[str]:
+    """The activations read by the classifier head: the inputs of the last weighted layers (the classifier)
+    and of the weighted layers that feed them through no other weighted layer (e.g. the 1x1 head convolution
+    before global pooling)."""
+    import onnx
+
+    model = onnx.load(str(prepared), load_external_data=False)
+    skip = shape_nodes(prepared)
+    nodes = [n for n in model.graph.node if n.name not in skip]
+    by_name = {n.name: n for n in nodes}
+    last = _reached(list(reversed(nodes)), {o.name for o in model.graph.output}, forward=False)
+    feeding = _reached(list(reversed(nodes)), {by_name[n].input[0] for n in last}, forward=False)
+    return {by_name[n].input[0] for n in [*last, *feeding]}
+
+
+def _unclip(ranges, tensors: set[str], histograms: Mapping[str, tuple]) -> None:
+    """Histogram methods: ``tensors`` get their full range max |x| (the collector's ``(hist, edges, min, max)``)
+    instead of the clipped threshold."""
+    for name in sorted(tensors & set(ranges.data) & set(histograms)):
+        data = ranges.data[name]
+        low, high = histograms[name][2:4]
+        top = np.float32(max(abs(float(low)), abs(float(high))))
+        data.lowest, data.highest = np.array(-top, np.float32), np.array(top, np.float32)
+        log.debug("%s: full range %.4g (head input, not clipped)", name, top)
 
 
 def quantize(prepared: Path, out: Path, ranges_cache: Path, config: QuantConfig, *, exclude: Sequence[str] = (),
@@ -522,6 +554,61 @@ def _prune_dangling(model) -> None:
     used = {i for n in model.graph.node for i in n.input}
     for init in [t for t in model.graph.initializer if t.name not in used]:
         model.graph.initializer.remove(init)
+
+
+#: what ``keep_float`` may name: the network's first weighted layers (they read the image itself) and its
+#: last ones (they produce the logits)
+BOUNDARIES = ("first", "last")
+
+
+def parse_keep_float(text: str | Sequence[str] | None) -> tuple[str, ...]:
+    """``"first,last"`` / ``"none"`` / a sequence -> the checked tuple of :data:`BOUNDARIES` names."""
+    parts = text.split(",") if isinstance(text, str) else list(text or ())
+    names = tuple(dict.fromkeys(p.strip() for p in parts if p.strip() and p.strip() != "none"))
+    bad = [n for n in names if n not in BOUNDARIES]
+    if bad:
+        raise QuantizationError(f"--keep-float takes first, last, first,last or none; got {', '.join(bad)}")
+    return names
+
+
+def boundary_layers(prepared: Path, which: Sequence[str]) -> list[str]:
+    """The weighted layers ``which`` names: ``first`` = those reached from the graph input through no other
+    weighted layer (the stem convolution, behind any Pad/Transpose), ``last`` = those from which a graph output
+    is reached through no other weighted layer (the classifier producing the logits).
+
+    Common TensorRT practice (and ModelOpt's default exclusions) keeps these in float: the stem reads the
+    8-bit image, which a symmetric int8 scale shared with negative values represents with one bit less,
+    and the classifier's rounding error lands directly on the logits; both are a tiny share of the compute.
+    """
+    import onnx
+
+    if not which:
+        return []
+    model = onnx.load(str(prepared), load_external_data=False)
+    skip = shape_nodes(prepared)
+    nodes = [n for n in model.graph.node if n.name not in skip]
+    inits = {t.name for t in model.graph.initializer}
+    found: list[str] = []
+    if "first" in which:
+        start = {i.name for i in model.graph.input if i.name not in inits}
+        found += _reached(nodes, start, forward=True)
+    if "last" in which:
+        found += _reached(list(reversed(nodes)), {o.name for o in model.graph.output}, forward=False)
+    return list(dict.fromkeys(found))
+
+
+def _reached(nodes, tensors: set[str], *, forward: bool) -> list[str]:
+    """Weighted nodes reached from ``tensors`` through non-weighted nodes only (``nodes`` in walking order)."""
+    live, hit = set(tensors), []
+    for node in nodes:
+        ins, outs = (node.input, node.output) if forward else (node.output, node.input)
+        if not any(t in live for t in ins):
+            continue
+        if node.op_type in WEIGHTED_OPS:
+            hit.append(node.name)
+        else:
+            live.update(t for t in outs if t)
+    return hit
 
 
 def quantizable_nodes(prepared: Path) -> list[str]:

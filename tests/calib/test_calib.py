@@ -43,7 +43,7 @@ def _logits_stay_float(path):
 
 def test_qdq_graph_is_what_tensorrt_accepts(small_onnx, photo_split, tmp_path, caplog):
     calib_dir, _ = photo_split
-    res = calibrate(small_onnx, calib_dir, tmp_path / "r18.int8.onnx", num=16, batch=8)
+    res = calibrate(small_onnx, calib_dir, tmp_path / "r18.int8.onnx", num=16, batch=8, keep_float="none")
     q, dq, zps, int32_dq, per_channel = _qdq_stats(res.path)
     assert q and dq, "no Q/DQ nodes were inserted"
     assert all(np.all(z == 0) for z in zps), "activations/weights must be symmetric (zero point 0)"
@@ -73,6 +73,53 @@ def test_qdq_graph_is_what_tensorrt_accepts(small_onnx, photo_split, tmp_path, c
     with caplog.at_level("WARNING"), clsx.open(res.path, backend="onnxrt") as rt:
         rt.run(np.zeros((1, 3, 64, 64), np.float32))
     assert "--for cpu" in caplog.text, "running the TensorRT layout on ONNX Runtime CPU must point to the cpu layout"
+
+
+def _int8_weighted(path):
+    """Names of the weighted layers whose weight goes through a DequantizeLinear (computed in INT8)."""
+    model = onnx.load(str(path))
+    dq_out = {o for n in model.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    return {n.name for n in model.graph.node if n.op_type in ("Conv", "Gemm", "MatMul") and n.input[1] in dq_out}
+
+
+def test_classifier_stays_float_by_default_and_keep_float_chooses(small_onnx, photo_split, tmp_path):
+    """Default --keep-float last: the classifier (writes the logits) stays float, as TensorRT practice does; the
+    metadata says so and that is not a coverage failure. first,last also keeps the stem (reads the image); none
+    quantizes every weighted layer."""
+    calib_dir, _ = photo_split
+    cache = tmp_path / "r18.calib.json"
+    res = calibrate(small_onnx, calib_dir, tmp_path / "default.onnx", num=8, batch=4, cache=cache)
+    graph = onnx.load(str(res.path)).graph
+    weighted = [n for n in graph.node if n.op_type in ("Conv", "Gemm", "MatMul")]
+    stem, fc = weighted[0].name, weighted[-1].name
+    assert weighted[-1].op_type == "Gemm"
+    assert _int8_weighted(res.path) == {n.name for n in weighted} - {fc}
+    cal = read_metadata(res.path)["calibration"]
+    assert cal["keep_float"] == ["last"] and cal["kept_float_layers"] == [fc]
+    assert cal["float_layers"] == [], "layers kept on purpose are not the gate's fallback"
+
+    both = calibrate(small_onnx, calib_dir, tmp_path / "both.onnx", num=8, batch=4, cache=cache, keep_float="first,last")
+    assert _int8_weighted(both.path) == {n.name for n in weighted} - {stem, fc}
+    assert read_metadata(both.path)["calibration"]["kept_float_layers"] == [stem, fc]
+    full = calibrate(small_onnx, calib_dir, tmp_path / "none.onnx", num=8, batch=4, cache=cache, keep_float="none")
+    assert _int8_weighted(full.path) == {n.name for n in weighted}
+    cal = read_metadata(full.path)["calibration"]
+    assert cal["keep_float"] == [] and cal["kept_float_layers"] == []
+    res = runner.invoke(app, ["calib", str(small_onnx), str(calib_dir), "-o", str(tmp_path / "x.onnx"), "--num", "4",
+                              "--keep-float", "middle"])
+    assert res.exit_code != 0 and "--keep-float" in res.output
+
+
+def test_head_inputs_are_what_the_classifier_reads(small_onnx, tmp_path):
+    """Entropy/percentile leave these unclipped: the classifier's input and the last convolutions' inputs."""
+    from clsx.calib.quantize import head_inputs, prepare
+
+    prepared = prepare(small_onnx, tmp_path / "prepared.onnx")
+    graph = onnx.load(str(prepared)).graph
+    weighted = [n for n in graph.node if n.op_type in ("Conv", "Gemm")]
+    head = head_inputs(prepared)
+    assert weighted[-1].input[0] in head and weighted[-2].input[0] in head
+    assert weighted[0].input[0] not in head and len(head) <= 4
 
 
 def test_graph_problem_detector_can_fail(small_onnx, photo_split, tmp_path):
@@ -265,7 +312,7 @@ def test_sensitivity_ranks_a_damaged_layer_first(small_onnx, photo_split, tmp_pa
     from clsx.calib.sensitivity import rank_layers
 
     calib_dir, _ = photo_split
-    res = calibrate(small_onnx, calib_dir, tmp_path / "r18.int8.onnx", num=8, batch=4)
+    res = calibrate(small_onnx, calib_dir, tmp_path / "r18.int8.onnx", num=8, batch=4, keep_float="none")
     prepared = prepare(small_onnx, tmp_path / "prepared.onnx")
     candidates = quantizable_nodes(prepared)
     assert len(candidates) == 21  # resnet18: 20 convs + fc
