@@ -360,7 +360,8 @@ def _evaluate(job: _Job, int8: Path) -> _Outcome:
         return _Outcome(int8, None, None)
     ref = _logits(req.model_path, eval_batches)
     before = compare(ref, _logits(int8, eval_batches))
-    _log_agreement("INT8 (all layers)", before)
+    kept = f"{len(job.kept)} layer{'s' if len(job.kept) != 1 else ''} kept float on purpose" if job.kept else "all layers"
+    _log_agreement(f"INT8 ({kept})", before)
     min_top1 = req.options.min_top1
     if min_top1 is not None:
         _warn_if_too_few(before.images, min_top1)
