@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import random
 import sys
 import tempfile
 import time
@@ -26,30 +25,11 @@ import numpy as np
 
 
 def make_large(dest: Path, count: int, size: tuple[int, int], seed: int = 0) -> list[Path]:
-    from PIL import Image, ImageOps
+    """The camera-size views (every 4th in portrait): pipeline_bench's one view maker."""
+    from pipeline_bench import make_images
 
-    from clsx.zoo import samples
-
-    rng = random.Random(seed)
-    photos = samples.photo_paths()
-    out = []
-    for i in range(count):
-        src, k = photos[i % len(photos)], i // len(photos)
-        with Image.open(src) as im:
-            img = ImageOps.exif_transpose(im).convert("RGB")
-        w, h = img.size
-        frac = 1.0 if k == 0 else rng.uniform(0.6, 1.0)
-        cw, ch = int(w * frac), int(h * frac)
-        left, top = rng.randint(0, w - cw), rng.randint(0, h - ch)
-        view = img.crop((left, top, left + cw, top + ch))
-        if k % 2:
-            view = ImageOps.mirror(view)
-        target = size if i % 4 != 3 else (size[1], size[0])
-        view = ImageOps.fit(view, target, Image.Resampling.BICUBIC)
-        path = dest / f"{src.stem}_{k:03d}.jpg"
-        view.save(path, "JPEG", quality=90)
-        out.append(path)
-    return out
+    make_images(dest, count, size, seed, portrait_every=4)
+    return sorted(dest.glob("*.jpg"))
 
 
 def main() -> int:

@@ -103,7 +103,10 @@ def measure(tree: Path, cfg: dict) -> dict:
 # setup
 
 
-def make_images(dest: Path, count: int, size: tuple[int, int], seed: int = 0) -> Path:
+def make_images(dest: Path, count: int, size: tuple[int, int], seed: int = 0, *, portrait_every: int = 0) -> Path:
+    """``count`` JPEG views of the sample photos at exactly ``size`` (W, H): seeded crops of 60-100 %, every
+    other one mirrored, and (``portrait_every`` N > 0) every Nth one turned to portrait (H, W). Also used by
+    dct_agreement.py."""
     import random
 
     from PIL import Image, ImageOps
@@ -124,7 +127,8 @@ def make_images(dest: Path, count: int, size: tuple[int, int], seed: int = 0) ->
         view = img.crop((left, top, left + cw, top + ch))
         if k % 2:
             view = ImageOps.mirror(view)
-        ImageOps.fit(view, size, Image.Resampling.BICUBIC).save(dest / f"{src.stem}_{k:02d}.jpg", "JPEG", quality=90)
+        target = (size[1], size[0]) if portrait_every and i % portrait_every == portrait_every - 1 else size
+        ImageOps.fit(view, target, Image.Resampling.BICUBIC).save(dest / f"{src.stem}_{k:03d}.jpg", "JPEG", quality=90)
     return dest
 
 

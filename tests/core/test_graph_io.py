@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-onnx = pytest.importorskip("onnx")
+import onnx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from foreign_graphs import tiny_graph as _graph  # noqa: E402

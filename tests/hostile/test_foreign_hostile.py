@@ -43,7 +43,7 @@ def escaping(tmp_path) -> Path:
 ])
 def test_external_data_outside_the_folder_is_refused_everywhere(escaping, photo, tmp_path, command):
     if command[0] == "build":
-        pytest.importorskip("tensorrt_rtx")
+        pytest.importorskip("tensorrt_rtx", reason="needs tensorrt_rtx (pip install 'clsx[tensorrt-rtx]')")
     images = tmp_path / "imgs"
     images.mkdir()
     (images / "a.png").write_bytes(photo["coffee"].read_bytes())
