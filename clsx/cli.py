@@ -22,6 +22,7 @@ from typer.core import TyperCommand, TyperGroup
 
 from clsx import __version__
 from clsx.core.errors import ClsxError
+from clsx.core import interrupts
 from clsx.core.files import ReaderGone
 
 log = logging.getLogger("clsx")
@@ -46,12 +47,12 @@ class _ClsxGroup(TyperGroup):
                 typer.echo(f"clsx: error: {exc}", err=True)
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (see main): temporaries are gone by now
-            _interrupted(signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT)
+            _interrupted(signal.SIGTERM if isinstance(exc, interrupts.Terminated) else signal.SIGINT)
         except Exception:
             # The signal's exception can land inside a library's lock handling (a thread pool shutting
             # down: "release unlocked lock") and come out as another error; it is still the interrupt.
-            if _SIGNALLED:
-                _interrupted(_SIGNALLED[-1])
+            if interrupts.SIGNALLED:
+                _interrupted(interrupts.SIGNALLED[-1])
             raise
         finally:
             logger.handlers[:], logger.propagate = saved[0], saved[2]
@@ -61,24 +62,6 @@ class _ClsxGroup(TyperGroup):
 
     def get_params(self, ctx: Any) -> list[Any]:
         return _untyped_flags(super().get_params(ctx))  # the group's own flags: -q, --debug, --help
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised where the process is, so every ``finally`` and ``with`` cleans up as for Ctrl-C."""
-
-
-#: Signals received (SIGINT, SIGTERM) while a command ran: see _ClsxGroup.invoke.
-_SIGNALLED: list[int] = []
-
-
-def _on_sigterm(signum: int, frame: Any) -> None:
-    _SIGNALLED.append(signum)
-    raise Terminated()
-
-
-def _on_sigint(signum: int, frame: Any) -> None:
-    _SIGNALLED.append(signum)
-    raise KeyboardInterrupt()
 
 
 def _interrupted(signum: int) -> None:
@@ -733,9 +716,7 @@ def main() -> None:
     """The console script: SIGTERM is handled like Ctrl-C (temporary files removed, one line, exit
     143); a file-size limit makes writes fail with EFBIG (one line) instead of killing the process;
     a stdout that cannot take the data (full disk, closed pipe) is one line, exit 1."""
-    signal.signal(signal.SIGTERM, _on_sigterm)
-    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # (not where SIGINT is ignored: nohup, &)
-        signal.signal(signal.SIGINT, _on_sigint)
+    interrupts.install()
     if hasattr(signal, "SIGXFSZ"):
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     try:

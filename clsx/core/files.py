@@ -34,6 +34,7 @@ import tempfile
 from pathlib import Path
 from typing import IO, Any, Iterable, Iterator, Sequence
 
+from clsx.core import interrupts
 from clsx.core.errors import ClsxError, OutputExistsError
 
 
@@ -150,12 +151,13 @@ def _check_folder(folder: Path, name: str, error: type[ClsxError]) -> Path:
 
 
 def _probe(folder: Path, prefix: str, name: str, error: type[ClsxError]) -> None:
-    try:  # os.access lies for root and on read-only mounts: try for real
-        fd, probe = tempfile.mkstemp(prefix=prefix, suffix=".probe", dir=folder)
-    except OSError as exc:
-        raise error(f"cannot write {name}: {exc.strerror or exc}") from None
-    os.close(fd)
-    os.unlink(probe)
+    with interrupts.held():  # (the probe is gone before a signal is raised)
+        try:  # os.access lies for root and on read-only mounts: try for real
+            fd, probe = tempfile.mkstemp(prefix=prefix, suffix=".probe", dir=folder)
+        except OSError as exc:
+            raise error(f"cannot write {name}: {exc.strerror or exc}") from None
+        os.close(fd)
+        os.unlink(probe)
 
 
 def check_writable(path: str | os.PathLike, *, what: str = "", error: type[ClsxError] = OutputError) -> None:
@@ -231,12 +233,13 @@ class OutputSet:
         p = self._member(path)
         if p not in self._temps:
             make_folders(p.parent, output=p)
-            try:
-                fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-            except OSError as exc:
-                raise write_error(p, exc) from None
-            os.close(fd)
-            self._temps[p] = Path(tmp)
+            with interrupts.held():  # (a signal between creating and recording it would leave it behind)
+                try:
+                    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+                except OSError as exc:
+                    raise write_error(p, exc) from None
+                self._temps[p] = Path(tmp)
+                os.close(fd)
         return self._temps[p]
 
     def open(self, path: str | os.PathLike, mode: str = "wb", **kw: Any) -> IO[Any]:
@@ -284,16 +287,18 @@ class OutputSet:
         return list(self._published)
 
     def discard(self, *, taking_back: bool = False) -> None:
-        """Remove every temporary; with ``taking_back``, also what this set already published."""
-        for tmp in self._temps.values():
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-        self._temps.clear()
-        if taking_back:
-            for p in self._published:
+        """Remove every temporary; with ``taking_back``, also what this set already published. A
+        second signal (Ctrl-C twice) waits until this is done."""
+        with interrupts.held():
+            for tmp in self._temps.values():
                 with contextlib.suppress(OSError):
-                    p.unlink()
-            self._published.clear()
+                    tmp.unlink()
+            self._temps.clear()
+            if taking_back:
+                for p in self._published:
+                    with contextlib.suppress(OSError):
+                        p.unlink()
+                self._published.clear()
 
     def __enter__(self) -> "OutputSet":
         return self
@@ -350,14 +355,18 @@ def temp_folder(near: str | os.PathLike, *, prefix: str = "") -> Iterator[Path]:
     into place), removed with whatever is left in it, also on an exception or a signal."""
     p = Path(near)
     make_folders(p.parent, output=p)
+    folder: Path | None = None
     try:
-        folder = Path(tempfile.mkdtemp(prefix=f".{prefix or p.name}.", suffix=".tmp", dir=p.parent))
-    except OSError as exc:
-        raise write_error(p, exc) from None
-    try:
+        with interrupts.held():  # (a signal between creating and recording it would leave it behind)
+            try:
+                folder = Path(tempfile.mkdtemp(prefix=f".{prefix or p.name}.", suffix=".tmp", dir=p.parent))
+            except OSError as exc:
+                raise write_error(p, exc) from None
         yield folder
     finally:
-        shutil.rmtree(folder, ignore_errors=True)
+        if folder is not None:
+            with interrupts.held():
+                shutil.rmtree(folder, ignore_errors=True)
 
 
 class ReaderGone(OutputError):

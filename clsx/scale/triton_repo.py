@@ -26,7 +26,6 @@ import os
 import re
 import shutil
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -34,7 +33,7 @@ from types import ModuleType
 from typing import Any, Iterable, Mapping, Sequence
 
 from clsx import __version__
-from clsx.core.files import OutputError, check_writable_folder, make_folders
+from clsx.core.files import OutputError, check_writable_folder, make_folders, temp_folder
 from clsx.core.errors import ClsxError, OutputExistsError
 from clsx.core.metadata import dumps, is_partial, read_metadata_or_graph, spec_of
 from clsx.core.artifact import artifact_files
@@ -375,15 +374,12 @@ def write_triton_repository(
     _validate(models)
 
     make_folders(root)  # and its missing parents, with the umask's permissions
-    stage = Path(tempfile.mkdtemp(prefix=f".{root.name}.", suffix=".clsx-tmp", dir=root.parent))
-    try:
+    with temp_folder(root) as stage:
         for m in models:
             _assemble(m, stage / m.name)
         _publish_folders([(stage / m.name, root / m.name) for m in models], stage, force=force)
-        for m in models:
-            log.info("wrote %s (%s, max_batch_size %d)", root / m.name, m.platform, m.max_batch_size)
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
+    for m in models:
+        log.info("wrote %s (%s, max_batch_size %d)", root / m.name, m.platform, m.max_batch_size)
     return models
 
 

@@ -84,7 +84,7 @@ def test_repository_parses_with_tritons_schema(schema, tmp_path, tiny_onnx):
     assert (repo / "tiny_onnx" / "1" / "model.onnx").read_bytes() == tiny_onnx.read_bytes()
     assert (repo / "tiny_trt" / "1" / "model.plan").read_bytes() == plan.read_bytes()
     assert (repo / "tiny_ext" / "1" / "tiny_ext.onnx.data").read_bytes() == (ext.parent / "tiny_ext.onnx.data").read_bytes()
-    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".clsx-tmp")]  # the staging folder is gone
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]  # the staging folder is gone
 
     # the copied graph still finds its external weights
     x = np.zeros((1, 3, 32, 32), np.float32)
