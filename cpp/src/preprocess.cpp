@@ -3,8 +3,9 @@
 // The resampling is a port of Pillow's libImaging/Resample.c (8 bits per channel): per output
 // pixel, a filter window centred on the source position, widened by the downscale factor
 // (antialiasing); coefficients normalized to sum 1 and stored in 22-bit fixed point; a horizontal
-// pass over the rows the vertical pass needs, rounded and clipped to uint8, then a vertical pass.
-// A pass whose size does not change is skipped. NEAREST is Pillow's affine scale (Geometry.c).
+// pass over the rows the vertical pass needs, rounded and clipped to uint8, then a vertical pass
+// (vertical first where Pillow 13 does: see resize). A pass whose size does not change is skipped.
+// NEAREST is Pillow's affine scale (Geometry.c).
 #include "clsx/preprocess.hpp"
 
 #include <algorithm>
@@ -216,6 +217,13 @@ Image resize(const Image& img, int width, int height, Interpolation filter) {
   if (!need_h) return resample_vertical(img, height, vert, 0);
   const Coeffs horiz = precompute(img.width, width, f);
   if (!need_v) return resample_horizontal(img, width, 0, img.height, horiz);
+  // Pillow 13's pass order: vertical first when the height shrinks by more than twice what the width
+  // does (each pass rounds to uint8, so the order changes pixels by a level or more)
+  const int dy = img.height - height, dx = img.width - width;
+  if (dy > 0 && dy > dx * 2) {
+    const Image tmp = resample_vertical(img, height, vert, 0);
+    return resample_horizontal(tmp, width, 0, height, horiz);
+  }
   const Image tmp = resample_horizontal(img, width, first, last - first, horiz);
   return resample_vertical(tmp, height, vert, first);
 }
