@@ -220,6 +220,26 @@ def test_tensor_detects_a_wrong_normalization(photo):
     assert np.abs(preprocess(photo["coffee"], spec) - ref).max() > 0.05
 
 
+@pytest.mark.parametrize("interpolation", ["bilinear", "bicubic", "lanczos", "box", "hamming"])
+def test_resizing_only_what_the_crop_keeps_is_bit_exact(photo, interpolation):
+    """resize_crop runs Pillow's second pass on the crop's columns (rows) only: it must give the pixels
+    of resize-then-crop on any shape (wide, tall: Pillow's pass order flips; up and down; crops
+    larger than the image), RGB and greyscale."""
+    from clsx.core.preprocess import center_crop, resize_crop, resize_shorter
+
+    rng = np.random.default_rng(sum(map(ord, interpolation)))
+    base = Image.open(photo["chelsea"]).convert("RGB")
+    for i in range(60):
+        w, h = (int(v) for v in rng.integers(8, 700, size=2))
+        img = base.resize((w, h))
+        img = img.convert("L") if i % 3 == 0 else img
+        size = int(rng.integers(8, 300))
+        ch, cw = (int(v) for v in rng.integers(4, size + 30, size=2))
+        ours = np.asarray(resize_crop(img, size, ch, cw, interpolation))
+        plain = np.asarray(center_crop(resize_shorter(img, size, interpolation), ch, cw))
+        assert ours.shape == plain.shape and np.array_equal(ours, plain), ((w, h), size, (ch, cw))
+
+
 def test_dct_scale_rule():
     from clsx.core.preprocess import dct_scale
 
