@@ -21,7 +21,7 @@ import typer
 from typer.core import TyperCommand, TyperGroup
 
 from clsx import __version__
-from clsx.core.errors import ClsxError
+from clsx.core.errors import ClsxError, terminal_safe
 from clsx.core import interrupts
 from clsx.core.files import ReaderGone
 
@@ -44,7 +44,7 @@ class _ClsxGroup(TyperGroup):
             if _DEBUG:
                 raise
             if not isinstance(exc, ReaderGone):  # `clsx infer ... | head`: stop quietly
-                typer.echo(f"clsx: error: {exc}", err=True)
+                typer.echo(f"clsx: error: {terminal_safe(str(exc))}", err=True)
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (see main): temporaries are gone by now
             _interrupted(signal.SIGTERM if isinstance(exc, interrupts.Terminated) else signal.SIGINT)
@@ -105,8 +105,10 @@ app = _ClsxTyper(
 
 
 class _StderrFormatter(logging.Formatter):
+    """``clsx: [level: ]message``, one line whatever the message holds (see terminal_safe)."""
+
     def format(self, record: logging.LogRecord) -> str:
-        msg = record.getMessage()
+        msg = terminal_safe(record.getMessage())
         if record.levelno >= logging.WARNING:
             return f"clsx: {record.levelname.lower()}: {msg}"
         return f"clsx: {msg}"

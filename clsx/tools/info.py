@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from clsx.core.artifact import inside
+from clsx.core.errors import terminal_safe
 from clsx.core.metadata import PREPROCESS_OPTIONS
 from clsx.core.spec import RANDOM_WEIGHTS
 
@@ -194,4 +195,4 @@ def describe(path: str | Path, doc: Mapping[str, Any]) -> str:
         if key not in _KNOWN and value is not None:
             rows.append((key, json.dumps(value, separators=(",", ":"))))
     width = max(len(k) for k, _ in rows)
-    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+    return "\n".join(terminal_safe(f"{k:<{width}}  {v}") for k, v in rows)  # (a sidecar's text shown, never acting)

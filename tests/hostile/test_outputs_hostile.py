@@ -383,6 +383,40 @@ def test_jsonl_names_match_the_csv_rule(tiny, odd_folder):
     assert any(d["path"].endswith("cr\rname.jpg") for d in docs)
 
 
+def test_names_never_act_on_the_terminal(tiny, tmp_path):
+    """A file name that holds an escape sequence (clear screen), a line break (a forged second
+    ``clsx:`` line) or a right-to-left override reaches stderr as visible escapes, one line per
+    message; the CSV on stdout keeps the name exact (it is data)."""
+    folder = tmp_path / "names"
+    folder.mkdir()
+    evil = ["\x1b[2Jclear.jpg", "line\nclsx: error: forged.jpg", "rtl\u202egpj.exe.jpg"]
+    for name in evil:
+        (folder / name).write_bytes(b"not an image")
+    res = clsx_run("infer", str(tiny), str(folder), "--random-weights")
+    assert res.returncode == 0, res.stderr
+    lines = res.stderr.splitlines()
+    assert not any(ch in res.stderr for ch in "\x1b\u202e\r"), res.stderr
+    assert [ln for ln in lines if "forged" in ln] == [ln for ln in lines if ln.startswith("clsx: warning: ") and "forged" in ln]
+    assert sum("\\x1b[2Jclear.jpg" in ln for ln in lines) == 1 and sum("\\u202egpj" in ln for ln in lines) == 1
+    rows = list(csv.reader(io.StringIO(res.stdout, newline="")))[1:]
+    assert sorted(os.path.basename(r[0]) for r in rows) == sorted(evil)
+
+    missing = clsx_run("infer", str(tiny), str(folder / "\x1b]0;title\x07gone"))
+    assert missing.returncode == 1 and "\x1b" not in missing.stderr and "\x07" not in missing.stderr
+    assert "\\x1b]0;title\\x07gone" in one_error_line(missing.stderr)
+
+
+def test_info_shows_a_documents_text_without_acting(tiny, tmp_path):
+    """``clsx info`` prints fields of a document someone else wrote: shown, never acting."""
+    from clsx.tools.info import describe
+
+    doc = json.loads(clsx_run("info", str(tiny), "--json").stdout)
+    doc["model"]["ref"] = "tiny\x1b[2J\nforged  yes"
+    text = describe(tiny, doc)
+    assert "\x1b" not in text and "\nforged" not in text
+    assert [ln for ln in text.splitlines() if "forged" in ln] == [ln for ln in text.splitlines() if ln.startswith("model")]
+
+
 def test_fifos_sockets_and_devices_never_block(tiny, images, tmp_path):
     folder = tmp_path / "special"
     folder.mkdir()
