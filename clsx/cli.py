@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import sys
+import warnings
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -21,8 +22,8 @@ import typer
 from typer.core import TyperCommand, TyperGroup
 
 from clsx import __version__
-from clsx.core.errors import ClsxError, terminal_safe
 from clsx.core import interrupts
+from clsx.core.errors import ClsxError, terminal_safe
 from clsx.core.files import ReaderGone
 
 log = logging.getLogger("clsx")
@@ -38,6 +39,7 @@ class _ClsxGroup(TyperGroup):
         logger = logging.getLogger("clsx")
         saved = logger.handlers[:], logger.level, logger.propagate
         quieted = {name: logging.getLogger(name).level for name in _CHATTY_DEPENDENCIES}
+        shown = warnings.showwarning
         try:
             return super().invoke(ctx)
         except ClsxError as exc:
@@ -55,6 +57,7 @@ class _ClsxGroup(TyperGroup):
                 _interrupted(interrupts.SIGNALLED[-1])
             raise
         finally:
+            warnings.showwarning = shown
             logger.handlers[:], logger.propagate = saved[0], saved[2]
             logger.setLevel(saved[1])  # (setLevel, not .level =: it clears the loggers' level cache)
             for name, level in quieted.items():
@@ -132,6 +135,25 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
     # inference...") shows only with --verbose; its warnings always do.
     for name in _CHATTY_DEPENDENCIES:
         logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.WARNING)
+    warnings.showwarning = _show_warning
+
+
+def _show_warning(message: Any, category: type, filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
+    """A library's Python warning (Pillow on an odd EXIF tag, ...) as one ``clsx: warning:`` line that
+    names the library, instead of a path, a line number and a source line on stderr."""
+    text = next((ln.strip() for ln in str(message).splitlines() if ln.strip()), category.__name__)
+    logging.getLogger("clsx").warning("%s (%s from %s)", text, category.__name__, _package_of(filename))
+
+
+def _package_of(filename: str) -> str:
+    """The top-level package (or module) a source file belongs to: its first part below the longest
+    ``sys.path`` entry that holds it."""
+    path = os.path.abspath(filename)
+    roots = [os.path.abspath(p or ".") for p in sys.path]
+    root = max((r for r in roots if path.startswith(r.rstrip(os.sep) + os.sep)), key=len, default=None)
+    if root is None:
+        return Path(filename).stem
+    return Path(os.path.relpath(path, root)).parts[0].removesuffix(".py")
 
 
 def _version(value: bool) -> None:

@@ -151,3 +151,27 @@ def test_ambiguous_input_size_is_one_line():
     assert res.stderr.strip().splitlines() == [
         "clsx: error: input size '3x32' is read as HxW (a side of 3 px); S and HxW sides are at least 8 px: "
         "for channels x height x width write CxHxW, e.g. 3x32x32"]
+
+
+def test_a_librarys_python_warning_is_one_clsx_line(tmp_path):
+    """A warning raised by code clsx runs (here the user's own model function) is one ``clsx: warning:``
+    line naming where it came from, not Python's path:line and source line on stderr."""
+    import os
+    from pathlib import Path
+
+    from conftest import CIFAR_NET
+
+    pkg = tmp_path / "usernets"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "warny.py").write_text(CIFAR_NET + "\n\nimport warnings\n\n\ndef noisy():\n"
+                                  "    warnings.warn('odd layer kept as is\\nsecond line of detail', UserWarning)\n"
+                                  "    return build()\n")
+    repo = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path), str(repo)]))
+    res = subprocess.run([sys.executable, "-m", "clsx", "export", "usernets.warny:noisy", "--random-weights",
+                          "--input-size", "3x32x32", "--num-classes", "10", "-o", str(tmp_path / "net.onnx")],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert "clsx: warning: odd layer kept as is (UserWarning from usernets)" in res.stderr.splitlines()
+    assert "second line" not in res.stderr and "warnings.warn" not in res.stderr and "warny.py" not in res.stderr
