@@ -30,8 +30,9 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from clsx.calib import entropy
-from clsx.core.optional import require
 from clsx.core.errors import ClsxError
+from clsx.core.files import describe_exception, first_line
+from clsx.core.optional import require
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +136,10 @@ def prepare(model_path: Path, out: Path) -> Path:
     import onnx
 
     q = require("onnxruntime.quantization", purpose="INT8 calibration")
-    q.quant_pre_process(str(model_path), str(out), skip_symbolic_shape=False)
+    try:
+        q.quant_pre_process(str(model_path), str(out), skip_symbolic_shape=False)
+    except Exception as exc:  # a graph it cannot take: an operator nobody registered, a broken shape ...
+        raise QuantizationError(f"{model_path}: cannot prepare it for calibration ({_why_not_runnable(model_path) or describe_exception(exc)})") from None
     model = onnx.load(str(out))
     seen: set[str] = set()
     for i, node in enumerate(model.graph.node):
@@ -145,6 +149,18 @@ def prepare(model_path: Path, out: Path) -> Path:
     _dedicate_parameter_constants(model)
     onnx.save(model, str(out))
     return out
+
+
+def _why_not_runnable(model_path: Path) -> str | None:
+    """ONNX Runtime's own reason for refusing the graph (the clearer one: "evil.ops:Frobnicate is not a
+    registered function/op"), or None when it loads."""
+    import onnxruntime as ort
+
+    try:
+        ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        return f"ONNX Runtime cannot load it: {first_line(exc)}"
+    return None
 
 
 # Inputs that are parameters, not data: Clip's bounds, Pad's pads and fill value.

@@ -54,3 +54,39 @@ def test_external_data_outside_the_folder_is_refused_everywhere(escaping, photo,
     assert lines[-1].startswith("clsx: error: ") and "'../outside.bin' is outside the artifact's folder" in lines[-1]
     assert res.stdout == "" and not (tmp_path / "repo").exists()
     assert sorted(p.name for p in escaping.parent.iterdir()) == ["g.onnx", "g.onnx.bin"]  # nothing written
+
+
+@pytest.fixture
+def unknown_op(tmp_path) -> Path:
+    """A foreign graph whose last node is an operator of a domain nobody registered."""
+    import onnx
+    from onnx import helper
+
+    (tmp_path / "model").mkdir()
+    path = tiny_graph(tmp_path / "model" / "g.onnx", ("n", 3, 16, 16))
+    model = onnx.load(str(path))
+    out = model.graph.output[0]
+    model.graph.node.append(helper.make_node("Frobnicate", [out.name], ["frobbed"], domain="evil.ops"))
+    out.name = "frobbed"
+    model.opset_import.append(helper.make_opsetid("evil.ops", 1))
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.mark.parametrize("command", [
+    ["infer", "{images}", "--preset", "tv:resnet18"], ["calib", "{images}", "--preset", "tv:resnet18"],
+    ["parity", "{graph}", "-i", "{images}", "--preset", "tv:resnet18"], ["build", "--target", "rtx"],
+])
+def test_an_operator_nobody_registered_is_one_line(unknown_op, photo, tmp_path, command):
+    if command[0] == "build":
+        pytest.importorskip("tensorrt_rtx", reason="needs tensorrt_rtx (pip install 'clsx[tensorrt-rtx]')")
+    images = tmp_path / "imgs"
+    images.mkdir()
+    (images / "a.png").write_bytes(photo["coffee"].read_bytes())
+    args = [a.format(images=images, graph=unknown_op) for a in command]
+    res = runner.invoke(app, [args[0], str(unknown_op), *args[1:]])
+    assert res.exit_code == 1, res.output
+    assert res.exception is None or isinstance(res.exception, SystemExit), res.exception
+    last = res.stderr.strip().splitlines()[-1]
+    assert last.startswith("clsx: error: ") and "Frobnicate" in last, res.stderr
+    assert sorted(p.name for p in unknown_op.parent.iterdir()) == ["g.onnx"]  # nothing written
