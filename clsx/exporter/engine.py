@@ -255,7 +255,7 @@ def _inspect_onnx(path: Path) -> tuple[_GraphInput, bool]:
     inputs = [i for i in model.graph.input if i.name not in initializers]
     if len(inputs) != 1:
         names = ", ".join(i.name for i in inputs) or "none"
-        raise ClsxError(f"{path}: a classifier graph has exactly one input, this one has {len(inputs)} ({names})")
+        raise ClsxError(f"{path}: a classifier graph has one image input; this one has {len(inputs)} ({names})")
     dims: list[int | str | None] = []
     for d in inputs[0].type.tensor_type.shape.dim:
         if d.HasField("dim_value"):
