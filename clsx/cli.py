@@ -48,8 +48,8 @@ class _ClsxGroup(TyperGroup):
             if not isinstance(exc, ReaderGone):  # `clsx infer ... | head`: stop quietly
                 typer.echo(f"clsx: error: {terminal_safe(str(exc))}", err=True)
             raise typer.Exit(exc.exit_code) from None
-        except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (see main): temporaries are gone by now
-            _interrupted(signal.SIGTERM if isinstance(exc, interrupts.Terminated) else signal.SIGINT)
+        except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM or SIGHUP (see main): temporaries are gone by now
+            _interrupted(exc.signum if isinstance(exc, interrupts.Terminated) else signal.SIGINT)
         except Exception:
             # The signal's exception can land inside a library's lock handling (a thread pool shutting
             # down: "release unlocked lock") and come out as another error; it is still the interrupt.
@@ -68,7 +68,7 @@ class _ClsxGroup(TyperGroup):
 
 
 def _interrupted(signum: int) -> None:
-    name = "SIGTERM" if signum == signal.SIGTERM else "SIGINT"
+    name = signal.Signals(signum).name
     typer.echo(f"clsx: interrupted ({name}); nothing was published", err=True)
     raise typer.Exit(128 + signum) from None
 
@@ -737,8 +737,8 @@ def triton_repo_cmd(
 
 
 def main() -> None:
-    """The console script: SIGTERM is handled like Ctrl-C (temporary files removed, one line, exit
-    143); a file-size limit makes writes fail with EFBIG (one line) instead of killing the process;
+    """The console script: SIGTERM and SIGHUP are handled like Ctrl-C (temporary files removed, one line, exit
+    128 + the signal); a file-size limit makes writes fail with EFBIG (one line) instead of killing the process;
     a stdout that cannot take the data (full disk, closed pipe) is one line, exit 1."""
     interrupts.install()
     if hasattr(signal, "SIGXFSZ"):

@@ -1,4 +1,4 @@
-"""SIGTERM and Ctrl-C as exceptions, raised only where raising is safe.
+"""SIGTERM, SIGHUP and Ctrl-C as exceptions, raised only where raising is safe.
 
 The console script turns both signals into :class:`KeyboardInterrupt` (SIGTERM: its subclass
 :class:`Terminated`) so every ``finally`` and ``with`` cleans up: temporaries are removed, nothing is
@@ -22,7 +22,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-#: Every SIGTERM/SIGINT received while a command ran (the CLI's last line names the last one).
+#: Every SIGTERM/SIGHUP/SIGINT received while a command ran (the CLI's last line names the last one).
 SIGNALLED: list[int] = []
 
 _pending: list[int] = []
@@ -31,16 +31,23 @@ _RETRY_S = 0.02
 
 
 class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised where the process is, so every ``finally`` and ``with`` cleans up as for Ctrl-C."""
+    """SIGTERM (or SIGHUP: the terminal closed), raised where the process is, so every ``finally`` and
+    ``with`` cleans up as for Ctrl-C."""
+
+    def __init__(self, signum: int = signal.SIGTERM) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
 
 
 def install() -> None:
-    """Handle SIGTERM (and SIGINT, unless it is ignored: ``nohup``, a background job) as above.
-    Main thread only (Python's rule for signal handlers)."""
+    """Handle SIGTERM, SIGHUP and SIGINT as above, except a signal the process was started with
+    ignored (``nohup`` ignores SIGHUP, a background job SIGINT). Main thread only (Python's rule)."""
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGALRM, _on_retry)
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
         signal.signal(signal.SIGINT, _on_signal)
+    if hasattr(signal, "SIGHUP") and signal.getsignal(signal.SIGHUP) is signal.SIG_DFL:
+        signal.signal(signal.SIGHUP, _on_signal)
 
 
 @contextlib.contextmanager
@@ -82,7 +89,7 @@ def _on_retry(signum: int, frame: Any) -> None:
 
 def _raise(signum: int) -> None:
     _pending.clear()
-    raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+    raise KeyboardInterrupt() if signum == signal.SIGINT else Terminated(signum)
 
 
 def _importing(frame: Any) -> bool:

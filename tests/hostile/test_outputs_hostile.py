@@ -206,9 +206,13 @@ def test_calib_on_a_full_disk_leaves_neither_graph_nor_sidecar(tiny, images, sma
 # Signals
 
 
+def _default_hangup() -> None:
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)  # as in a terminal, even if the tests run under nohup
+
+
 def _start(args: list[str], **env: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "clsx", *args], env=_env(**env), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, preexec_fn=_default_hangup)
 
 
 def _wait_for(proc: subprocess.Popen, what: str, timeout: float = 180) -> str:
@@ -250,8 +254,8 @@ def many(tmp_path_factory) -> Path:
     return root
 
 
-def _signal_infer(tiny: Path, many: Path, out: Path, ready) -> subprocess.Popen:
-    """Start ``clsx infer`` into ``out``, wait until ``ready(temporary)`` holds, send SIGTERM."""
+def _signal_infer(tiny: Path, many: Path, out: Path, ready, signum: int = signal.SIGTERM) -> subprocess.Popen:
+    """Start ``clsx infer`` into ``out``, wait until ``ready(temporary)`` holds, send ``signum``."""
     proc = _start(["infer", str(tiny), str(many), "-o", str(out), "-b", "1", "--workers", "1"])
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -260,7 +264,7 @@ def _signal_infer(tiny: Path, many: Path, out: Path, ready) -> subprocess.Popen:
             break
         assert proc.poll() is None, "clsx infer finished before the signal could be sent: the run is too short"
         time.sleep(0.01)
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(signum)
     return proc
 
 
@@ -277,11 +281,13 @@ def _rows_written(temporary: Path) -> bool:
         return False
 
 
-def test_sigterm_during_infer_leaves_no_output_and_no_temporary(tiny, many, tmp_path):
-    proc = _signal_infer(tiny, many, tmp_path / "rows.csv", _rows_written)
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_sigterm_during_infer_leaves_no_output_and_no_temporary(tiny, many, tmp_path, signum):
+    # (SIGHUP: the terminal closed under a running command; by default it killed clsx on the spot)
+    proc = _signal_infer(tiny, many, tmp_path / "rows.csv", _rows_written, signum)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 128 + signal.SIGTERM, err
-    assert _interrupted_line(err) == "clsx: interrupted (SIGTERM); nothing was published"
+    assert proc.returncode == 128 + signum, err
+    assert _interrupted_line(err) == f"clsx: interrupted ({signal.Signals(signum).name}); nothing was published"
     assert leftovers(tmp_path, set()) == []
 
 
