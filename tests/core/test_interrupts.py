@@ -15,7 +15,8 @@ from clsx.core import interrupts
 
 @pytest.fixture
 def handlers():
-    saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGALRM)}
+    saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGALRM, signal.SIGHUP)}
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)  # (as in a terminal, even if the tests run under nohup)
     interrupts.install()
     yield
     signal.setitimer(signal.ITIMER_REAL, 0)
@@ -65,3 +66,9 @@ def test_a_signal_during_an_import_is_raised_after_it(handlers, tmp_path, monkey
         time.sleep(1)  # the retry (SIGALRM) fires here
     module = sys.modules.pop("clsx_test_slow_module")
     assert isinstance(module, types.ModuleType) and module.FINISHED
+
+
+def test_sighup_is_terminated_with_its_own_number(handlers):
+    with pytest.raises(interrupts.Terminated) as caught:
+        _deliver(signal.SIGHUP)
+    assert caught.value.signum == signal.SIGHUP
