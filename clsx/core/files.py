@@ -29,6 +29,7 @@ import hashlib
 import os
 import re
 import shutil
+import stat
 import sys
 import tempfile
 from pathlib import Path
@@ -105,8 +106,26 @@ def refuse_existing(paths: Iterable[str | os.PathLike], *, force: bool) -> None:
     for p in map(Path, paths):
         if p.is_dir() and not p.is_symlink():
             raise OutputError(f"cannot write {p}: it is a folder")
+        _refuse_special(p)
         if not force and os.path.lexists(p):
             raise OutputExistsError(exists_message(p))
+
+
+_SPECIAL = ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a named pipe"),
+            (stat.S_ISSOCK, "a socket"))
+
+
+def _refuse_special(p: Path) -> None:
+    """An output is published as a whole new file in its place; in place of a device or a pipe that
+    would replace the node itself (``-o /dev/null --force`` run as root: /dev/null a regular file)."""
+    try:
+        mode = os.lstat(p).st_mode
+    except OSError:
+        return
+    for test, what in _SPECIAL:
+        if test(mode):
+            raise OutputError(f"cannot write {p}: it is {what}, not a file; clsx publishes whole files"
+                              " (for infer rows, leave out -o: they go to stdout)")
 
 
 def names_folder(out: str | os.PathLike) -> bool:
@@ -269,6 +288,7 @@ class OutputSet:
                 if self.force:
                     if p.is_dir() and not p.is_symlink():
                         raise OutputError(f"cannot write {p}: it is a folder")
+                    _refuse_special(p)  # (appeared meanwhile)
                     os.replace(tmp, p)
                 else:
                     _link_exclusive(tmp, p)

@@ -423,6 +423,20 @@ def test_info_shows_a_documents_text_without_acting(tiny, tmp_path):
     assert [ln for ln in text.splitlines() if "forged" in ln] == [ln for ln in text.splitlines() if ln.startswith("model")]
 
 
+def test_a_pipe_or_device_as_output_is_never_replaced(tiny, images, tmp_path):
+    """Publishing puts a whole new file in place of the old one: in place of a named pipe or a device
+    (``-o /dev/null --force`` as root) that would replace the node itself. Refused, with and without --force."""
+    fifo = tmp_path / "rows.csv"
+    os.mkfifo(fifo)
+    for force in ([], ["--force"]):
+        res = clsx_run("infer", str(tiny), str(images), "-o", str(fifo), *force)
+        assert res.returncode == 1 and "it is a named pipe, not a file" in one_error_line(res.stderr)
+        assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    res = clsx_run("parity", str(tiny), str(tiny), "-i", str(images), "--flips", str(fifo), "--force")
+    assert res.returncode == 1 and "it is a named pipe, not a file" in one_error_line(res.stderr)
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode) and leftovers(tmp_path, {"rows.csv"}) == []
+
+
 def test_fifos_sockets_and_devices_never_block(tiny, images, tmp_path):
     folder = tmp_path / "special"
     folder.mkdir()
