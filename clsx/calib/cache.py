@@ -156,6 +156,11 @@ def _array(value: Any, path: Path, field: str, *, floats: bool) -> np.ndarray:
     return arr
 
 
+#: Largest |activation| a cache may claim: a real network's are many orders below, and a float32 scale
+#: of range/127 must stay finite (a tampered 1e308 made every Q/DQ scale inf and the output NaN).
+_LARGEST_RANGE = 1e30
+
+
 def _check_ranges(path: Path, ranges: Any, method: str, names: set[str] | None) -> None:
     """ONNX Runtime's TensorsData payload: every tensor's lowest <= highest, finite, of one length,
     histograms consistent, tensors of the graph being calibrated."""
@@ -180,6 +185,9 @@ def _check_ranges(path: Path, ranges: Any, method: str, names: set[str] | None) 
             raise _corrupt(path, field, f"has lowest of shape {low.shape} but highest of shape {high.shape}")
         if np.any(low > high):
             raise _corrupt(path, field, f"has lowest {low.ravel()[:4].tolist()} above highest {high.ravel()[:4].tolist()}")
+        if max(np.abs(low).max(initial=0.0), np.abs(high).max(initial=0.0)) > _LARGEST_RANGE:
+            raise _corrupt(path, field, f"has a range of {max(np.abs(low).max(), np.abs(high).max()):.3g}: beyond "
+                                        f"{_LARGEST_RANGE:.0e}, its int8 scale would be no use (float32 overflow above 3.4e38)")
         hist, bins = values.get("hist"), values.get("bins")
         if hist is not None and bins is not None and hist.size > 1 and bins.size != hist.size + 1:
             raise _corrupt(path, field, f"has a histogram of {hist.size} counts but {bins.size} bin edges")

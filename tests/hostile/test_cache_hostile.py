@@ -106,6 +106,9 @@ CASES = [
     ("means-strings", _set("input_means", "input", value=["0.1", "0.2", "0.3"]),
      "input_means['input'] must be a non-empty list of finite numbers; got ['0.1', '0.2', '0.3'] (a list); delete it to calibrate again"),
     # beyond the list
+    ("huge-range", _set("ranges", "data", "input", "highest", "data", value=[1e308]),
+     "ranges.data['input'] has a range of 1e+308: beyond 1e+30, its int8 scale would be no use (float32 overflow above "
+     "3.4e38); delete it to calibrate again"),
     ("float64-range", _set("ranges", "data", "input", "lowest", "dtype", value="float64"),
      "ranges.data['input'].lowest must be float32 or float16; got dtype 'float64'; delete it to calibrate again"),
     ("range-lengths", _set("ranges", "data", "input", "lowest", "data", value=[-1.0, -2.0]),
