@@ -159,14 +159,13 @@ def test_a_librarys_python_warning_is_one_clsx_line(tmp_path):
     import os
     from pathlib import Path
 
-    from conftest import CIFAR_NET
-
     pkg = tmp_path / "usernets"
     pkg.mkdir()
     (pkg / "__init__.py").write_text("")
-    (pkg / "warny.py").write_text(CIFAR_NET + "\n\nimport warnings\n\n\ndef noisy():\n"
-                                  "    warnings.warn('odd layer kept as is\\nsecond line of detail', UserWarning)\n"
-                                  "    return build()\n")
+    (pkg / "warny.py").write_text(
+        "import warnings\n\nfrom torch import nn\n\n\ndef noisy(num_classes=10):\n"
+        "    warnings.warn('odd layer kept as is\\nsecond line of detail', UserWarning)\n"
+        "    return nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, num_classes))\n")
     repo = Path(__file__).resolve().parents[1]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path), str(repo)]))
     res = subprocess.run([sys.executable, "-m", "clsx", "export", "usernets.warny:noisy", "--random-weights",
