@@ -485,6 +485,8 @@ SHAPE_INPUTS = {
     "Range": (0, 1, 2), "TopK": (1,), "Split": (1,), "OneHot": (1,), "ReduceMean": (1,), "ReduceSum": (1,),
     "ReduceMax": (1,), "ReduceMin": (1,), "ReduceProd": (1,), "ReduceL2": (1,), "CenterCropPad": (1,),
 }
+
+
 def pixel_nodes(prepared: Path) -> set[str]:
     """The nodes that normalize a uint8 input (:mod:`clsx.core.pixel_input`): kept float, so no Q/DQ
     pair rounds raw 0..255 pixels to int8 steps of 2."""

@@ -158,7 +158,6 @@ class BatchStream:
     fmt: InputFormat = FLOAT_NCHW
     bad: list[tuple[Path, str]] = field(default_factory=list)
     good: list[Path] = field(default_factory=list)
-    fmt: InputFormat = FLOAT_NCHW
     fill: bool = False
 
     def __iter__(self) -> Iterator[np.ndarray]:
