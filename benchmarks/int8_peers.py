@@ -128,12 +128,24 @@ def structure(path: Path, fp32: Path) -> dict:
             "trt_ok": not graph_problems(path)}
 
 
+def _keep_options(keep: str | None) -> dict:
+    """A --keep-float variant, optionally with ``|sN`` (also keep the N most sensitive layers float:
+    ``keep_sensitive``), e.g. ``last|s2`` or ``default|s4``."""
+    if keep is None:
+        return {}
+    base, _, n = keep.partition("|s")
+    out = {} if base in ("", "default") else {"keep_float": base}
+    if n:
+        out["keep_sensitive"] = int(n)
+    return out
+
+
 def clsx_int8(fp32: Path, calib: Path, out: Path, method: str, layout: str, gate: float | None, keep: str | None) -> Path:
     """clsx's calibration; ``keep``: its --keep-float (None: clsx's default). Ranges are cached per method and
     layout in the fold's work folder, so rows that differ only in what stays float share one calibration pass."""
     from clsx.calib import calibrate
 
-    extra = {"keep_float": keep} if keep is not None else {}
+    extra = _keep_options(keep)
     cache = out.parent / f"ranges-{method}-{layout}.json"
     return calibrate(fp32, calib, out, method=method, target=layout, min_top1=gate, force=True, cache=cache, **extra).path
 
@@ -188,7 +200,7 @@ def configs(args) -> list[tuple[str, str, str, str | None]]:
 
 
 def one(tool, method, layout, keep, fp32, calib, calib_data, work, gate) -> Path:
-    out = work / f"{tool}-{method}-{layout}-{(keep or 'default').replace(',', '+')}.int8.onnx"
+    out = work / f"{tool}-{method}-{layout}-{(keep or 'default').replace(',', '+').replace('|', '_')}.int8.onnx"
     if tool.startswith("clsx"):
         return clsx_int8(fp32, calib, out, method, layout, gate if tool == "clsx+gate" else None, keep)
     if tool == "modelopt":
@@ -207,7 +219,9 @@ def bench_model(name: str, fp32: Path, fold_dirs, rows_cfg, args) -> list[Row]:
     default = ",".join(CalibOptions().keep_float) or "none"
     for cfg, row in rows.items():
         if cfg[0].startswith("clsx"):
-            row.keep = (cfg[3] or default) + (" (default)" if (cfg[3] or default) == default else "")
+            base, _, n = (cfg[3] or default).partition("|s")
+            base = default if base == "default" else base
+            row.keep = base + (f" + {n} most sensitive" if n else "") + (" (default)" if (base, n) == (default, "") else "")
     for calib, evald in fold_dirs:
         calib_data, eval_data = batches(calib, spec), batches(evald, spec)
         ref = run_logits(fp32, eval_data)
@@ -265,7 +279,8 @@ def main() -> None:
     ap.add_argument("--methods", default="minmax,entropy,percentile", help="clsx calibration methods (comma list)")
     ap.add_argument("--layouts", default="tensorrt,cpu", help="clsx Q/DQ layouts (comma list)")
     ap.add_argument("--keep-float", default="default", help="clsx --keep-float variants, ';'-separated "
-                    "(e.g. 'default;none;first;last'; default = clsx's own default)")
+                    "(e.g. 'default;none;first;last'; default = clsx's own default; '|sN' adds --keep-sensitive N, "
+                    "e.g. 'default|s2')")
     ap.add_argument("--no-peers", action="store_true", help="clsx rows only (no ModelOpt / ORT)")
     ap.add_argument("--work", default=None)
     ap.add_argument("--out", type=Path, default=None)

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
 import math
 import os
@@ -66,11 +67,16 @@ class CalibOptions:
     #: weighted layers kept in float on purpose (common TensorRT practice): "last" (the classifier writing the
     #: logits; the default), "first" (the stem reading the image); a string "first,last" / "none" or a sequence
     keep_float: str | Sequence[str] = ("last",)
+    #: also keep in float the N weighted layers whose INT8 alone costs the logits most, ranked on calibration
+    #: images (:mod:`clsx.calib.sensitivity`); 0: none
+    keep_sensitive: int = 0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "keep_float", parse_keep_float(self.keep_float))
         if self.num < 1 or self.batch < 1:
             raise SpecError("--num and --batch must be at least 1")
+        if self.keep_sensitive < 0:
+            raise SpecError(f"--keep-sensitive must be 0 or more; got {self.keep_sensitive}")
         if self.min_top1 is not None and not 0 < self.min_top1 <= 1:
             raise SpecError(f"--min-top1 must be in (0, 1]; got {self.min_top1}")
         self.quant_config()  # method and target known, --reduce-range only for cpu
@@ -214,7 +220,9 @@ def calibrate(
         with Phase("quantizing", log):
             plain = job.quantize("int8_plain.onnx")
             job, int8 = _bias_correct(job, plain)
-        _check_coverage(job, int8, kept)
+            if options.keep_sensitive:
+                job, int8 = _keep_sensitive(job, int8, options.keep_sensitive)
+        _check_coverage(job, int8, job.kept)
         with Phase("evaluating INT8 against FP32", log):
             outcome = _evaluate(job, int8)
         final, doc = _publish(job, outcome)
@@ -328,6 +336,25 @@ def _bias_correct(job: _Job, plain: Path) -> tuple[_Job, Path]:
     log.info("bias correction: %d layers", len(shifts))
     job = dataclasses.replace(job, shifts=shifts)
     return job, job.quantize("int8.onnx")
+
+
+def _keep_sensitive(job: _Job, int8: Path, count: int) -> tuple[_Job, Path]:
+    """Keep in float the ``count`` layers whose INT8 alone lowers the output SQNR most, ranked on (up to two
+    batches of) the calibration images, never on the held-out ones the agreement is measured on."""
+    from clsx.calib.sensitivity import rank_layers
+
+    req = job.request
+    batches = list(itertools.islice(iter(req.stream(req.split.calibration, calibration=True)), 2))
+    candidates = [n for n in quantizable_nodes(job.prepared) if n not in job.kept]
+    ranking_graph = int8
+    if job.config.target != "tensorrt":  # rank on the layout where each layer's Q/DQ is its own
+        ranking_graph = job.quantize("int8_ranking.onnx", dataclasses.replace(job.config, target="tensorrt", reduce_range=False))
+    ranked = rank_layers(job.prepared, ranking_graph, batches, job.input_name, candidates)
+    chosen = [name for name, _ in ranked[:count]]
+    log.info("kept in float as the most sensitive (output SQNR with only that layer in INT8, dB): %s",
+             ", ".join(f"{n} {d:.1f}" for n, d in ranked[:count]))
+    job = dataclasses.replace(job, kept=(*job.kept, *chosen))
+    return job, job.quantize("int8_sensitive.onnx")
 
 
 def _check_coverage(job: _Job, int8: Path, kept_float: Sequence[str]) -> None:
@@ -466,6 +493,7 @@ def _int8_document(job: _Job, outcome: _Outcome) -> dict[str, Any]:
         "fp32_top1_in_int8_top5": after.ref_top1_in_topk if after else None,
         "float_layers": outcome.float_layers,
         "keep_float": list(req.options.keep_float),
+        "keep_sensitive": req.options.keep_sensitive,
         "kept_float_layers": list(job.kept),
         "min_top1": req.options.min_top1,
     }

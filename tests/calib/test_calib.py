@@ -393,3 +393,26 @@ def test_split_warns_when_one_name_covers_many_images(tmp_path, photo, caplog):
     assert "count as views of one source photo 'frame'" in caplog.text
     frames = [any(p.stem.startswith("frame") for p in side) for side in (split.calibration, split.evaluation)]
     assert frames != [True, True], "one source is never on both sides"
+
+
+def test_keep_sensitive_keeps_the_most_damaging_layers_float(small_onnx, photo_split, tmp_path, caplog):
+    """--keep-sensitive N: the N layers whose INT8 alone lowers the logits' SQNR most (ranked on calibration
+    images) stay float beside --keep-float's; the log names them, most damaging first; the metadata records it."""
+    import logging
+    import re
+
+    calib_dir, _ = photo_split
+    cache = tmp_path / "r18.calib.json"
+    plain = calibrate(small_onnx, calib_dir, tmp_path / "plain.onnx", num=8, batch=4, cache=cache)
+    with caplog.at_level(logging.INFO, logger="clsx"):
+        res = calibrate(small_onnx, calib_dir, tmp_path / "sens.onnx", num=8, batch=4, cache=cache, keep_sensitive=2)
+    cal = read_metadata(res.path)["calibration"]
+    classifier = read_metadata(plain.path)["calibration"]["kept_float_layers"]
+    kept = cal["kept_float_layers"]
+    assert cal["keep_sensitive"] == 2 and kept[:1] == classifier and len(set(kept)) == 3
+    assert _int8_weighted(res.path) == _int8_weighted(plain.path) - set(kept[1:])
+    line = next(r.getMessage() for r in caplog.records if "most sensitive" in r.getMessage())
+    named = re.findall(r"(\S+) (-?[\d.]+)(?:,|$)", line.split(": ", 1)[1])
+    assert [n for n, _ in named] == kept[1:] and float(named[0][1]) <= float(named[1][1]), line
+    with pytest.raises(SpecError):
+        calibrate(small_onnx, calib_dir, tmp_path / "bad.onnx", num=8, batch=4, cache=cache, keep_sensitive=-1)
