@@ -340,7 +340,7 @@ def calib_cmd(
     min_top1: Annotated[Optional[float], typer.Option("--min-top1", help="Accuracy gate on the 95% Wilson lower bound of INT8-vs-FP32 top-1 agreement on the held-out images: keep sensitive layers in float until the bound reaches this (exit 3 if never). n/(n+3.84) is the best bound n images give: 0.9 needs >= 35.")] = None,
     max_float_layers: Annotated[Optional[int], typer.Option("--max-float-layers", min=1, help="Limit of layers the gate may keep in float (default: a quarter).")] = None,
     keep_float: Annotated[str, typer.Option("--keep-float", help="Weighted layers kept in float on purpose, as common TensorRT practice: last (the classifier writing the logits; the default), first (the stem convolution reading the image), first,last, or none (quantize every weighted layer).")] = "last",
-    keep_sensitive: Annotated[int, typer.Option("--keep-sensitive", metavar="N", help="Also keep in float the N weighted layers whose INT8 alone lowers the output's SQNR most, ranked on calibration images (costs one FP32 pass per layer on 32 images).")] = 0,
+    keep_sensitive: Annotated[Optional[int], typer.Option("--keep-sensitive", metavar="N", help="Also keep in float the N weighted layers whose INT8 alone lowers the output's SQNR most, ranked on calibration images (at most one in eight quantizable layers; costs one FP32 pass per layer on 32 images); 0 for none. Default: 4 with --for tensorrt, 0 with --for cpu.", show_default=False)] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing output.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the calibration summary as JSON on stdout.")] = False,
     graph_opts: Any = None,

@@ -9,8 +9,8 @@ from onnx import numpy_helper
 from PIL import Image
 from typer.testing import CliRunner
 
-from clsx.calib import calibrate
-from clsx.calib.quantize import graph_problems
+from clsx.calib import CalibOptions, calibrate
+from clsx.calib.quantize import QuantizationError, graph_problems
 from clsx.calib.reader import BatchStream, CalibrationDataError, split_images
 from clsx.cli import app
 from clsx.core.errors import OutputExistsError, SpecError
@@ -43,7 +43,7 @@ def _logits_stay_float(path):
 
 def test_qdq_graph_is_what_tensorrt_accepts(small_onnx, photo_split, tmp_path, caplog):
     calib_dir, _ = photo_split
-    res = calibrate(small_onnx, calib_dir, tmp_path / "r18.int8.onnx", num=16, batch=8, keep_float="none")
+    res = calibrate(small_onnx, calib_dir, tmp_path / "r18.int8.onnx", num=16, batch=8, keep_float="none", keep_sensitive=0)
     q, dq, zps, int32_dq, per_channel = _qdq_stats(res.path)
     assert q and dq, "no Q/DQ nodes were inserted"
     assert all(np.all(z == 0) for z in zps), "activations/weights must be symmetric (zero point 0)"
@@ -83,12 +83,13 @@ def _int8_weighted(path):
 
 
 def test_classifier_stays_float_by_default_and_keep_float_chooses(small_onnx, photo_split, tmp_path):
-    """Default --keep-float last: the classifier (writes the logits) stays float, as TensorRT practice does; the
+    """(--keep-sensitive 0 here: see the next test.) Default --keep-float last: the classifier (writes the logits)
+    stays float, as TensorRT practice does; the
     metadata says so and that is not a coverage failure. first,last also keeps the stem (reads the image); none
     quantizes every weighted layer."""
     calib_dir, _ = photo_split
     cache = tmp_path / "r18.calib.json"
-    res = calibrate(small_onnx, calib_dir, tmp_path / "default.onnx", num=8, batch=4, cache=cache)
+    res = calibrate(small_onnx, calib_dir, tmp_path / "default.onnx", num=8, batch=4, cache=cache, keep_sensitive=0)
     graph = onnx.load(str(res.path)).graph
     weighted = [n for n in graph.node if n.op_type in ("Conv", "Gemm", "MatMul")]
     stem, fc = weighted[0].name, weighted[-1].name
@@ -98,10 +99,10 @@ def test_classifier_stays_float_by_default_and_keep_float_chooses(small_onnx, ph
     assert cal["keep_float"] == ["last"] and cal["kept_float_layers"] == [fc]
     assert cal["float_layers"] == [], "layers kept on purpose are not the gate's fallback"
 
-    both = calibrate(small_onnx, calib_dir, tmp_path / "both.onnx", num=8, batch=4, cache=cache, keep_float="first,last")
+    both = calibrate(small_onnx, calib_dir, tmp_path / "both.onnx", num=8, batch=4, cache=cache, keep_float="first,last", keep_sensitive=0)
     assert _int8_weighted(both.path) == {n.name for n in weighted} - {stem, fc}
     assert read_metadata(both.path)["calibration"]["kept_float_layers"] == [stem, fc]
-    full = calibrate(small_onnx, calib_dir, tmp_path / "none.onnx", num=8, batch=4, cache=cache, keep_float="none")
+    full = calibrate(small_onnx, calib_dir, tmp_path / "none.onnx", num=8, batch=4, cache=cache, keep_float="none", keep_sensitive=0)
     assert _int8_weighted(full.path) == {n.name for n in weighted}
     cal = read_metadata(full.path)["calibration"]
     assert cal["keep_float"] == [] and cal["kept_float_layers"] == []
@@ -312,7 +313,7 @@ def test_sensitivity_ranks_a_damaged_layer_first(small_onnx, photo_split, tmp_pa
     from clsx.calib.sensitivity import rank_layers
 
     calib_dir, _ = photo_split
-    res = calibrate(small_onnx, calib_dir, tmp_path / "r18.int8.onnx", num=8, batch=4, keep_float="none")
+    res = calibrate(small_onnx, calib_dir, tmp_path / "r18.int8.onnx", num=8, batch=4, keep_float="none", keep_sensitive=0)
     prepared = prepare(small_onnx, tmp_path / "prepared.onnx")
     candidates = quantizable_nodes(prepared)
     assert len(candidates) == 21  # resnet18: 20 convs + fc
@@ -403,16 +404,20 @@ def test_keep_sensitive_keeps_the_most_damaging_layers_float(small_onnx, photo_s
 
     calib_dir, _ = photo_split
     cache = tmp_path / "r18.calib.json"
-    plain = calibrate(small_onnx, calib_dir, tmp_path / "plain.onnx", num=8, batch=4, cache=cache)
+    plain = calibrate(small_onnx, calib_dir, tmp_path / "plain.onnx", num=8, batch=4, cache=cache, keep_sensitive=0)
     with caplog.at_level(logging.INFO, logger="clsx"):
-        res = calibrate(small_onnx, calib_dir, tmp_path / "sens.onnx", num=8, batch=4, cache=cache, keep_sensitive=2)
+        res = calibrate(small_onnx, calib_dir, tmp_path / "sens.onnx", num=8, batch=4, cache=cache)  # the default
     cal = read_metadata(res.path)["calibration"]
     classifier = read_metadata(plain.path)["calibration"]["kept_float_layers"]
     kept = cal["kept_float_layers"]
-    assert cal["keep_sensitive"] == 2 and kept[:1] == classifier and len(set(kept)) == 3
+    # the default for tensorrt is 4, capped at one in eight of resnet18's 20 quantizable layers: 2
+    assert cal["keep_sensitive"] == 4 and kept[:1] == classifier and len(set(kept)) == 3
     assert _int8_weighted(res.path) == _int8_weighted(plain.path) - set(kept[1:])
     line = next(r.getMessage() for r in caplog.records if "most sensitive" in r.getMessage())
     named = re.findall(r"(\S+) (-?[\d.]+)(?:,|$)", line.split(": ", 1)[1])
     assert [n for n, _ in named] == kept[1:] and float(named[0][1]) <= float(named[1][1]), line
     with pytest.raises(SpecError):
         calibrate(small_onnx, calib_dir, tmp_path / "bad.onnx", num=8, batch=4, cache=cache, keep_sensitive=-1)
+    with pytest.raises(QuantizationError, match="tensorrt layout"):
+        calibrate(small_onnx, calib_dir, tmp_path / "bad.onnx", num=8, batch=4, target="cpu", keep_sensitive=2)
+    assert CalibOptions(target="cpu").sensitive_layers == 0 and CalibOptions().sensitive_layers == 4
