@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shlex
 import sys
 import tempfile
 import time
@@ -301,7 +302,8 @@ def main() -> None:
             cfg = configs(args) if name != "resnet18-random" else [c for c in configs(args) if c[0] != "clsx+gate"]
             rows = bench_model(name, fp32, fold_dirs, cfg, args)
             sections.append(f"### {name}\n\n{table(rows, name != 'resnet18-random')}\n")
-    cmd = "PYTHONPATH=. /work/venv-peers/bin/python benchmarks/int8_peers.py " + " ".join(sys.argv[1:])
+    python = "/work/venv-peers/bin/python" if not args.no_peers else "python"  # (the peers need their own venv)
+    cmd = f"PYTHONPATH=. {python} benchmarks/int8_peers.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     import onnxruntime
 
     head = (f"# INT8 side by side (issue 17)\n\n`{cmd}`\n\n"
