@@ -86,8 +86,8 @@ class CalibOptions:
         if self.sensitive_layers < 0:
             raise SpecError(f"--keep-sensitive must be 0 or more; got {self.keep_sensitive}")
         if self.sensitive_layers and self.target != "tensorrt":
-            # measured: lite0 95.8 % -> 0-11 % agreement; a float layer between layers fused into QLinearConv
-            # is not what ONNX Runtime's CPU layout expects (the gate's fallback shares this; see the notes)
+            # measured (benchmarks/results/int8_peers.md): lite0 95.6 % -> 3.9 % top-1 agreement with 4 layers
+            # kept float between quantized ones; cause not found (the gate's fallback excludes layers the same way)
             raise QuantizationError("--keep-sensitive applies to the tensorrt layout; in the cpu layout a float layer "
                                     "between quantized ones measured far worse: use --keep-sensitive 0 with --for cpu")
         if self.min_top1 is not None and not 0 < self.min_top1 <= 1:
@@ -372,10 +372,7 @@ def _keep_sensitive(job: _Job, int8: Path, count: int) -> tuple[_Job, Path]:
         log.debug("--keep-sensitive: %d quantizable layers, too few to keep one in %d float", len(candidates), SENSITIVE_SHARE)
         return job, int8
     batches = list(itertools.islice(iter(req.stream(req.split.calibration, calibration=True)), 2))
-    ranking_graph = int8
-    if job.config.target != "tensorrt":  # rank on the layout where each layer's Q/DQ is its own
-        ranking_graph = job.quantize("int8_ranking.onnx", dataclasses.replace(job.config, target="tensorrt", reduce_range=False))
-    ranked = rank_layers(job.prepared, ranking_graph, batches, job.input_name, candidates)
+    ranked = rank_layers(job.prepared, int8, batches, job.input_name, candidates)  # (tensorrt layout only: see CalibOptions)
     chosen = [name for name, _ in ranked[:count]]
     log.info("kept in float as the most sensitive (output SQNR with only that layer in INT8, dB): %s",
              ", ".join(f"{n} {d:.1f}" for n, d in ranked[:count]))
