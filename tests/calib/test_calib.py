@@ -9,8 +9,9 @@ from onnx import numpy_helper
 from PIL import Image
 from typer.testing import CliRunner
 
+import clsx
 from clsx.calib import CalibOptions, calibrate
-from clsx.calib.quantize import QuantizationError, graph_problems
+from clsx.calib.quantize import graph_problems
 from clsx.calib.reader import BatchStream, CalibrationDataError, split_images
 from clsx.cli import app
 from clsx.core.errors import OutputExistsError, SpecError
@@ -418,6 +419,30 @@ def test_keep_sensitive_keeps_the_most_damaging_layers_float(small_onnx, photo_s
     assert [n for n, _ in named] == kept[1:] and float(named[0][1]) <= float(named[1][1]), line
     with pytest.raises(SpecError):
         calibrate(small_onnx, calib_dir, tmp_path / "bad.onnx", num=8, batch=4, cache=cache, keep_sensitive=-1)
-    with pytest.raises(QuantizationError, match="tensorrt layout"):
-        calibrate(small_onnx, calib_dir, tmp_path / "bad.onnx", num=8, batch=4, target="cpu", keep_sensitive=2)
     assert CalibOptions(target="cpu").sensitive_layers == 0 and CalibOptions().sensitive_layers == 4
+
+
+def test_layers_kept_float_in_the_cpu_layout_read_the_folded_activation(small_onnx, photo_split, tmp_path):
+    """ONNX Runtime's cpu layout folds a Relu that follows a quantized node into the uint8 pair's range; a layer
+    kept float in the middle read the tensor before the pair, without its ReLU (output SQNR 34 -> 10 dB on this
+    resnet18). It reads it through a Clip to the pair's range: as close to FP32 as the all-INT8 graph, or closer."""
+    import onnxruntime as ort
+
+    from clsx.calib.sensitivity import output_sqnr
+
+    calib_dir, eval_dir = photo_split
+    cache = tmp_path / "cpu.calib.json"
+    plain = calibrate(small_onnx, calib_dir, tmp_path / "plain.onnx", num=16, batch=8, target="cpu", cache=cache)
+    kept = calibrate(small_onnx, calib_dir, tmp_path / "kept.onnx", num=16, batch=8, target="cpu", cache=cache,
+                     keep_sensitive=2)
+    assert len(read_metadata(kept.path)["calibration"]["kept_float_layers"]) == 3  # the classifier and 2 middle layers
+    assert any(n.op_type == "Clip" and n.name.endswith("__clsx_float_range") for n in onnx.load(str(kept.path)).graph.node)
+    spec = clsx.open(small_onnx, backend="onnxrt").spec.preprocess
+    x = np.concatenate(list(BatchStream(sorted(eval_dir.iterdir()), spec, 8)))
+
+    def logits(path):
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        return session.run(None, {session.get_inputs()[0].name: x})[0]
+
+    ref = logits(small_onnx)
+    assert output_sqnr(ref, logits(kept.path)) >= output_sqnr(ref, logits(plain.path)) - 1.0
