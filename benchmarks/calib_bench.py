@@ -21,6 +21,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from results_file import emit  # noqa: E402
 
 
 def log(msg: str) -> None:
@@ -92,10 +94,7 @@ def main() -> None:
         "|---|---:|---:|---:|",
     ] + [f"| {meth} | {n} | {w:.1f} | {r:.0f} |" for meth, n, w, r in rows] + [""]
     text = "\n".join(lines)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text)
+    emit(text, args.out)
 
 
 if __name__ == "__main__":

@@ -45,6 +45,8 @@ from typing import Any
 
 # Measure the clsx of this checkout, not whichever clsx happens to be installed.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from results_file import emit  # noqa: E402
 
 
 def log(msg: str) -> None:
@@ -181,10 +183,8 @@ def main() -> None:
     out["versions"] = {"torch": torch.__version__, "onnxruntime": onnxruntime.__version__, "clsx": clsx.__version__,
                        "clsx_from": str(Path(clsx.__file__).parent)}
     text = render(out, args, n_views, batches)
-    print(text)
+    emit(text, args.out)
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text)
         args.out.with_suffix(".json").write_text(json.dumps(out, indent=1) + "\n")
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from pipeline_bench import make_images  # noqa: E402
+from results_file import emit  # noqa: E402
 
 
 def main() -> None:
@@ -76,9 +77,7 @@ def main() -> None:
              "| images | spec | resize then crop img/s | crop-only resize img/s | ratio (within round) |", "|---|---|---|---|---|"]
     lines += [f"| {a} | {b} | {c:.1f} | {d:.1f} | {e:.2f}x |" for a, b, c, d, e in rows]
     text = "\n".join(lines) + "\n"
-    if args.out:
-        args.out.write_text(text)
-    print(text)
+    emit(text, args.out)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,10 @@ from pathlib import Path
 import numpy as np
 
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from results_file import emit  # noqa: E402
+
+
 def make_large(dest: Path, count: int, size: tuple[int, int], seed: int = 0) -> list[Path]:
     """The camera-size views (every 4th in portrait): pipeline_bench's one view maker."""
     from pipeline_bench import make_images
@@ -87,10 +91,7 @@ def main() -> int:
             f"**{exact_s / fast_s:.1f}x** faster",
         ]
     text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text)
+    emit(text, args.out)
     return 0
 
 

@@ -35,6 +35,10 @@ from pathlib import Path
 import numpy as np
 
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from results_file import emit  # noqa: E402
+
+
 def machine() -> str:
     cpu = "unknown CPU"
     try:
@@ -229,10 +233,7 @@ def main() -> None:
         "",
     ]
     text = "\n".join(lines)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text)
+    emit(text, args.out)
 
 
 if __name__ == "__main__":

@@ -35,6 +35,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from results_file import emit  # noqa: E402
 
 
 def log(msg: str) -> None:
@@ -310,10 +312,7 @@ def main() -> None:
             f"{len(fold_dirs)} folds split by source photo, {args.per_photo} views per photo; onnxruntime "
             f"{onnxruntime.__version__}, {os.cpu_count()} CPUs shared, {time.perf_counter() - t0:.0f} s in all.\n")
     text = head + "\n" + "\n".join(sections)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text)
+    emit(text, args.out)
 
 
 if __name__ == "__main__":

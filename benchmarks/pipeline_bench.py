@@ -36,6 +36,9 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from results_file import emit  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 BATCH = 32
 
@@ -276,10 +279,7 @@ def main() -> int:
     if args.quick:
         args.rounds, args.large = 2, 34
     text = run(args)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text)
+    emit(text, args.out)
     return 0
 
 

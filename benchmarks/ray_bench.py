@@ -33,6 +33,10 @@ import warnings
 from pathlib import Path
 
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from results_file import emit  # noqa: E402
+
+
 def machine() -> str:
     cpu = "unknown CPU"
     try:
@@ -166,9 +170,7 @@ def main() -> None:
         f"- 1-minute load average before / after measuring (other processes share these cores): {load_before:.1f} / {load_after:.1f}",
     ]
     text = "\n".join(report) + "\n"
-    if args.out:
-        args.out.write_text(text)
-    print(text)
+    emit(text, args.out)
 
 
 if __name__ == "__main__":
