@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import stat
+import threading
 from functools import lru_cache
 from pathlib import Path
 from typing import IO, Iterable, Union
@@ -31,6 +32,11 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from clsx.core.errors import ImageError
 from clsx.core.spec import FLOAT_NCHW, InputFormat, PreprocessSpec
+
+try:  # the native resampler (setup.py builds it where a C compiler exists): Pillow's pixels, faster
+    from clsx.core import _resample as _native
+except ImportError:  # pragma: no cover - no compiler at install time: Pillow does the same work
+    _native = None
 
 ImageInput = Union[str, os.PathLike, Image.Image, np.ndarray]
 
@@ -202,15 +208,18 @@ def center_crop(img: Image.Image, height: int, width: int) -> Image.Image:
 
 
 def resize_crop(img: Image.Image, size: int, height: int, width: int, interpolation: str,
-                source: tuple[float, float] | None = None) -> Image.Image:
-    """``center_crop(resize_shorter(img, size, interpolation), height, width)``, bit for bit.
+                source: tuple[float, float] | None = None) -> Image.Image | np.ndarray:
+    """``center_crop(resize_shorter(img, size, interpolation), height, width)``, bit for bit: a PIL image,
+    or the same pixels as an HxWxC (HxW) uint8 array when the native resampler made them.
 
     Pillow resizes in two passes, each rounded to uint8: horizontal then vertical, or vertical first
-    when the height shrinks by more than twice what the width does (Pillow 13). The second pass only
-    needs the columns (or rows) the crop keeps, and a pass whose other side does not change is the
-    same pass on its own: so the first pass runs whole, the crop's columns (rows) are cut from it at
-    integer pixels, and the second pass runs on those alone, the same pixels for less work (an
-    800x500 photo to 224: the vertical pass over 224 columns instead of 410).
+    when the height shrinks by more than twice what the width does (Pillow 13). Each output pixel of
+    a pass depends only on its own window, so only what the crop keeps needs computing. The native
+    resampler (:func:`resampler`, ``clsx/core/_resample.c``: Pillow's weights and integer sums, both
+    passes cut to the crop, vectorized) does exactly that for RGB and L images. Without it, Pillow
+    runs the first pass whole, the crop's columns (rows) are cut from it at integer pixels, and the
+    second pass runs on those alone (an 800x500 photo to 224: the vertical pass over 224 columns
+    instead of 410). Either way the same pixels as resize-then-crop.
     Not done: Pillow's ``box=`` (resample a region), which takes the box as 32-bit floats and places
     output pixel ``i`` at ``box0 + (i + 0.5) * scale``, moving the filter weights by ~1e-5 and pixels
     by one level or more on 7-15 % of image sizes.
@@ -230,15 +239,56 @@ def resize_crop(img: Image.Image, size: int, height: int, width: int, interpolat
     return img.resize((width, height), _RESAMPLE[interpolation], box=box)
 
 
-def _resize_crop_exact(img: Image.Image, size: int, height: int, width: int, interpolation: str) -> Image.Image:
+def resampler() -> str:
+    """Which code resizes exact images: ``"native"`` (clsx's vectorized port, ``clsx/core/_resample.c``)
+    or ``"pillow"`` (no C compiler at install time, or ``CLSX_RESAMPLE=pillow``). Same pixels either way."""
+    return "native" if _native is not None and os.environ.get("CLSX_RESAMPLE", "").lower() != "pillow" else "pillow"
+
+
+def _vertical_first(w: int, h: int, nw: int, nh: int) -> bool:
+    """Pillow 13's pass order (``Resample.c``): vertical first when the height shrinks by more than twice
+    what the width does. Each pass rounds to uint8, so the order changes pixels by a level or more."""
+    dy, dx = h - nh, w - nw
+    return dy > 0 and dy > 2 * dx
+
+
+_SCRATCH_KEPT = 64 << 20  # bytes of scratch a thread keeps between images (more is allocated per image)
+_scratch = threading.local()
+
+
+def _native_resize_crop(src: np.ndarray, nw: int, nh: int, left: int, top: int, width: int, height: int,
+                        interpolation: str) -> np.ndarray:
+    """The crop (left, top, width x height) of ``src`` (HxWxC or HxW uint8) resized to nw x nh, by the
+    native resampler, with this thread's scratch buffer (reused: fresh pages per image cost more than the
+    resize)."""
+    h, w = src.shape[:2]
+    out = np.empty((height, width, *src.shape[2:]), dtype=np.uint8)
+    args = (np.ascontiguousarray(src), w, h, 1 if src.ndim == 2 else src.shape[2], nw, nh, left, top, width, height,
+            int(_RESAMPLE[interpolation]), _vertical_first(w, h, nw, nh), out)
+    scratch = getattr(_scratch, "buf", None)
+    if scratch is None:
+        scratch = np.empty(0, np.uint8)
+    need = _native.resize_crop(*args, scratch)
+    if need:
+        scratch = np.empty(need, np.uint8)
+        if need <= _SCRATCH_KEPT:
+            _scratch.buf = scratch
+        _native.resize_crop(*args, scratch)
+    return out
+
+
+def _resize_crop_exact(img: Image.Image, size: int, height: int, width: int, interpolation: str) -> Image.Image | np.ndarray:
     nw, nh = resized_size(*img.size, size)
     w, h = img.size
-    if interpolation == "nearest" or nw < width or nh < height or (nw, nh) == (w, h) or nw == w or nh == h:
+    if interpolation == "nearest" or nw < width or nh < height or (nw, nh) == (w, h):
         return center_crop(resize_shorter(img, size, interpolation), height, width)
     left, top = crop_offsets(nw, nh, height, width)
+    if img.mode in ("RGB", "L") and resampler() == "native":
+        return _native_resize_crop(np.asarray(img), nw, nh, left, top, width, height, interpolation)
+    if nw == w or nh == h:
+        return center_crop(resize_shorter(img, size, interpolation), height, width)
     resample = _RESAMPLE[interpolation]
-    dy, dx = h - nh, w - nw
-    if dy > 0 and dy > 2 * dx:  # Pillow's order: vertical first
+    if _vertical_first(w, h, nw, nh):
         rows = img.resize((w, nh), resample).crop((0, top, w, top + height))
         return rows.resize((nw, height), resample).crop((left, 0, left + width, height))
     columns = img.resize((nw, h), resample).crop((left, 0, left + width, h))
@@ -276,8 +326,8 @@ def pixel_constants(spec: PreprocessSpec) -> tuple[np.ndarray, np.ndarray]:
     return _scale_offset(spec, spec.input_size[0])
 
 
-def to_tensor(img: Image.Image, spec: PreprocessSpec, fmt: InputFormat = FLOAT_NCHW, out: np.ndarray | None = None) -> np.ndarray:
-    """Cropped PIL image -> one image in ``fmt`` (default: normalized CHW float32), written into
+def to_tensor(img: Image.Image | np.ndarray, spec: PreprocessSpec, fmt: InputFormat = FLOAT_NCHW, out: np.ndarray | None = None) -> np.ndarray:
+    """Cropped image (PIL, or an HxWxC / HxW uint8 array) -> one image in ``fmt`` (default: normalized CHW float32), written into
     ``out`` when given (a batch slot: no extra copy).
 
     Float formats are one pass per channel over the uint8 pixels: ``x * scale + offset`` with per-channel

@@ -37,6 +37,7 @@ def diagnose() -> dict[str, Any]:
         "torch": torch_info,
         "onnxruntime": _onnxruntime_info(),
         "tensorrt": _tensorrt_info(),
+        "preprocessing": _preprocessing_info(),
     }
     report["build_targets"] = _build_targets(report["tensorrt"], ccs)
     report["run_targets"] = _run_targets(report)
@@ -45,6 +46,19 @@ def diagnose() -> dict[str, Any]:
 
 # ---------------------------------------------------------------------------------------------
 # Probes
+
+
+def _preprocessing_info() -> dict[str, Any]:
+    from PIL import __version__ as pillow_version
+
+    from clsx.core.preprocess import resampler
+
+    which = resampler()
+    note = ("clsx's vectorized port of Pillow's resampling (clsx/core/_resample.c): Pillow's pixels, several times faster"
+            if which == "native" else
+            "Pillow (the native resampler was not built: no C compiler at install time, or CLSX_RESAMPLE=pillow); "
+            "same pixels, slower")
+    return {"resampler": which, "pillow": pillow_version, "note": note}
 
 
 def _torch_info() -> dict[str, Any]:
@@ -251,6 +265,9 @@ def format_report(report: dict[str, Any]) -> str:
             lines.append(f"{flavour:<12} {info['version']}")
         else:
             lines.append(f"{flavour:<12} not installed: {info['hint']}")
+    pre = report.get("preprocessing")
+    if pre:
+        lines.append(f"resize       {pre['resampler']} (Pillow {pre['pillow']}): {pre['note']}")
     if report["build_targets"]:
         lines.append("build targets (clsx build --target ...):")
         for b in report["build_targets"]:

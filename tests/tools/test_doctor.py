@@ -32,6 +32,15 @@ def test_torch_and_gpus_match_torch(report):
         assert g["compute_capability"] == f"sm{major}{minor}"
 
 
+def test_preprocessing_says_which_resampler_runs(report, monkeypatch):
+    from clsx.core.preprocess import resampler
+
+    assert report["preprocessing"]["resampler"] == resampler()
+    assert "resize       " + resampler() in doctor.format_report(report)
+    monkeypatch.setenv("CLSX_RESAMPLE", "pillow")
+    assert doctor._preprocessing_info()["resampler"] == "pillow"
+
+
 def test_onnxruntime_providers_are_probed(report):
     import onnxruntime as ort  # installed by the README's install line; a missing one must fail, not skip
     o = report["onnxruntime"]
@@ -88,7 +97,7 @@ def test_cli_doctor_text_and_json():
     res = runner.invoke(app, ["doctor", "--json"])
     assert res.exit_code == 0, res.output
     data = json.loads(res.stdout)
-    assert set(data) == {"clsx", "python", "platform", "torch", "onnxruntime", "tensorrt", "build_targets", "run_targets"}
+    assert set(data) == {"clsx", "python", "platform", "torch", "onnxruntime", "tensorrt", "preprocessing", "build_targets", "run_targets"}
     res = runner.invoke(app, ["doctor"])
     assert res.exit_code == 0, res.output
     lines = res.stdout.splitlines()

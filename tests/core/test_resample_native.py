@@ -1,0 +1,135 @@
+"""The native resampler (clsx/core/_resample.c) against Pillow itself: the same pixels, bit for bit, on every
+filter, shape, scale direction, pass order and crop; thread-safe; strict about its arguments."""
+
+import os
+import threading
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from clsx.core import preprocess as pp
+from clsx.core.spec import PreprocessSpec
+
+FILTERS = ["bilinear", "bicubic", "lanczos", "box", "hamming"]
+
+
+@pytest.fixture(autouse=True)
+def native(monkeypatch):
+    monkeypatch.delenv("CLSX_RESAMPLE", raising=False)
+    if pp.resampler() != "native":
+        reason = "the native resampler (clsx/core/_resample.c) was not built: no C compiler at install time"
+        if os.environ.get("CLSX_REQUIRE_CPP", "").strip() not in ("", "0"):
+            pytest.fail(f"native code required (CLSX_REQUIRE_CPP=1) but {reason}")
+        pytest.skip(reason)
+
+
+def _pillow(img: Image.Image, size: int, ch: int, cw: int, interpolation: str) -> np.ndarray:
+    return np.asarray(pp.center_crop(pp.resize_shorter(img, size, interpolation), ch, cw))
+
+
+def _native(img: Image.Image, size: int, ch: int, cw: int, interpolation: str) -> np.ndarray:
+    nw, nh = pp.resized_size(*img.size, size)
+    left, top = pp.crop_offsets(nw, nh, ch, cw)
+    return pp._native_resize_crop(np.asarray(img), nw, nh, left, top, cw, ch, interpolation)
+
+
+@pytest.mark.parametrize("interpolation", FILTERS)
+def test_same_pixels_as_pillow_on_random_shapes(interpolation):
+    """Noise images (every level, no smooth areas to hide a rounding difference), 120 random shapes per filter:
+    down by up to 30x and up by up to 40x, both pass orders, horizontal- or vertical-only resizes, crops from
+    one pixel to the whole image; RGB and greyscale."""
+    rng = np.random.default_rng(sum(map(ord, interpolation)))
+    checked = 0
+    for i in range(120):
+        w, h = (int(v) for v in rng.integers(1, 60 if i % 4 == 0 else 1300, size=2))
+        size = int(rng.integers(1, 400))
+        nw, nh = pp.resized_size(w, h, size)
+        ch, cw = int(rng.integers(1, nh + 1)), int(rng.integers(1, nw + 1))
+        if i % 10 == 0:
+            ch, cw = nh, nw  # the whole resized image
+        pixels = rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8)
+        img = Image.fromarray(pixels).convert("L" if i % 3 == 0 else "RGB")
+        ours, theirs = _native(img, size, ch, cw, interpolation), _pillow(img, size, ch, cw, interpolation)
+        assert ours.shape == theirs.shape and np.array_equal(ours, theirs), ((w, h), size, (ch, cw), img.mode)
+        checked += 1
+    assert checked == 120
+
+
+def test_same_pixels_on_real_photos_both_pass_orders(photos):
+    """Real photos, wide and tall (Pillow 13 runs the vertical pass first on tall ones), at the sizes models use."""
+    for path in photos:
+        base = Image.open(path).convert("RGB")
+        for img in (base, base.transpose(Image.Transpose.ROTATE_90), base.resize((base.width, base.height * 3))):
+            for size, crop in ((256, 224), (342, 299), (36, 32)):
+                for interpolation in ("bilinear", "bicubic"):
+                    assert np.array_equal(_native(img, size, crop, crop, interpolation),
+                                          _pillow(img, size, crop, crop, interpolation)), (path.name, img.size, size, interpolation)
+
+
+def test_preprocess_is_the_same_tensor_with_either_resampler(photos, monkeypatch):
+    spec = PreprocessSpec(resize_size=232, interpolation="bicubic")
+    native = [pp.preprocess(p, spec) for p in photos]
+    monkeypatch.setenv("CLSX_RESAMPLE", "pillow")
+    assert pp.resampler() == "pillow"
+    pillow = [pp.preprocess(p, spec) for p in photos]
+    assert all(np.array_equal(a, b) for a, b in zip(native, pillow))
+
+
+def test_threads_share_nothing(photos):
+    """It runs without the GIL on a scratch buffer per thread: four threads at once give the serial results."""
+    spec = PreprocessSpec()
+    paths = photos * 3
+    serial = [pp.preprocess(p, spec) for p in paths]
+    results: dict[int, np.ndarray] = {}
+
+    def work(k: int) -> None:
+        for i in range(k, len(paths), 4):
+            results[i] = pp.preprocess(paths[i], spec)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(np.array_equal(serial[i], results[i]) for i in range(len(paths)))
+
+
+def test_scratch_too_small_is_reported_not_overrun():
+    """The C function never writes past the scratch it is given: too small, it answers the size it needs
+    and leaves ``out`` untouched."""
+    src = np.random.default_rng(0).integers(0, 256, size=(500, 800, 3), dtype=np.uint8)
+    out = np.full((224, 224, 3), 7, np.uint8)
+    scratch = np.zeros(1000, np.uint8)
+    args = (src, 800, 500, 3, 409, 256, 92, 16, 224, 224, 2, False, out)
+    need = pp._native.resize_crop(*args, scratch)
+    assert need > 1000 and (out == 7).all() and not scratch.any()
+    assert pp._native.resize_crop(*args, np.empty(need, np.uint8)) == 0
+    assert np.array_equal(out, np.asarray(Image.fromarray(src).resize((409, 256), Image.Resampling.BILINEAR))[16:240, 92:316])
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"left": 200}, "out of range"),  # the crop leaves the resized image
+        ({"filter": 0}, "out of range"),  # nearest is not a convolution
+        ({"filter": 9}, "out of range"),
+        ({"w": 801}, "do not match"),  # the buffer is smaller than the shape says
+        ({"out": np.empty((224, 223, 3), np.uint8)}, "do not match"),
+    ],
+)
+def test_bad_arguments_are_refused(change, message):
+    src = np.zeros((500, 800, 3), np.uint8)
+    a = {"w": 800, "h": 500, "c": 3, "nw": 409, "nh": 256, "left": 92, "top": 16, "cw": 224, "ch": 224, "filter": 2,
+         "out": np.empty((224, 224, 3), np.uint8)} | change
+    with pytest.raises(ValueError, match=message):
+        pp._native.resize_crop(src, a["w"], a["h"], a["c"], a["nw"], a["nh"], a["left"], a["top"], a["cw"], a["ch"], a["filter"],
+                               False, a["out"], np.empty(1 << 22, np.uint8))
+
+
+def test_read_only_output_is_refused():
+    out = np.empty((224, 224, 3), np.uint8)
+    out.flags.writeable = False
+    with pytest.raises((TypeError, BufferError, ValueError)):
+        pp._native.resize_crop(np.zeros((500, 800, 3), np.uint8), 800, 500, 3, 409, 256, 92, 16, 224, 224, 2, False, out,
+                               np.empty(1 << 22, np.uint8))
