@@ -38,6 +38,11 @@ try:  # the native resampler (setup.py builds it where a C compiler exists): Pil
 except ImportError:  # pragma: no cover - no compiler at install time: Pillow does the same work
     _native = None
 
+try:  # libjpeg-turbo straight into a reused numpy buffer; the same decoder as Pillow's, without its copies
+    import simplejpeg as _turbo
+except ImportError:  # pragma: no cover - a dependency; without it Pillow decodes everything
+    _turbo = None
+
 ImageInput = Union[str, os.PathLike, Image.Image, np.ndarray]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm")
@@ -88,11 +93,19 @@ def dct_scale(width: int, height: int, resize_size: int) -> int:
     return 1
 
 
-def _decode(path: Path, channels: int, resize_size: int | None = None) -> tuple[Image.Image, tuple[float, float] | None]:
-    """Decode one file (DCT-scaled for ``resize_size``, see :func:`dct_scale`); errors as ImageError."""
+def _decode(path: Path, channels: int, resize_size: int | None = None, *,
+            pixels: bool = False) -> tuple[Image.Image | np.ndarray, tuple[float, float] | None]:
+    """Decode one file (DCT-scaled for ``resize_size``, see :func:`dct_scale`); errors as ImageError.
+
+    ``pixels``: an upright RGB (L) JPEG may come back as an HxWxC uint8 array in this thread's decode
+    buffer (:func:`_turbo_pixels`), valid until this thread decodes again."""
     try:
         with _open_regular(path) as f, Image.open(f) as opened:
             _check_pixels(opened, path)
+            if pixels and resize_size is None and opened.format == "JPEG" and opened.mode == ("L" if channels == 1 else "RGB"):
+                arr = _turbo_pixels(f, opened)
+                if arr is not None:
+                    return arr, None
             source = None
             if resize_size is not None and opened.format == "JPEG":
                 w, h = opened.size
@@ -116,6 +129,40 @@ def _decode(path: Path, channels: int, resize_size: int | None = None) -> tuple[
         raise ImageError(f"{path}: refused, too many pixels for a safe decode ({exc})") from None
     except (OSError, SyntaxError, ValueError) as exc:  # truncated/corrupt data, symlink loops ...
         raise ImageError(f"{path}: cannot decode image ({exc})") from None
+
+
+_decoded = threading.local()  # per thread: the buffer turbo-decoded pixels are written into
+
+
+def _turbo_pixels(f: IO[bytes], opened: Image.Image) -> np.ndarray | None:
+    """The pixels of the JPEG open in ``opened`` (Pillow mode RGB or L, read from ``f``), decoded by
+    libjpeg-turbo (simplejpeg) into this thread's reused buffer; ``None`` where Pillow must decode instead:
+    no simplejpeg, an EXIF turn to apply, or anything libjpeg warns about (corrupt or truncated data: Pillow
+    then decodes it, or refuses it with its usual reason, as before).
+
+    The same pixels as Pillow's decode: both are libjpeg-turbo with its defaults (accurate integer IDCT,
+    fancy upsampling) and its YCbCr->RGB tables; Pillow then copies them into 4-byte pixels and numpy copies
+    them again, which this skips (tests compare the two on every subsampling, progressive, restart markers,
+    greyscale, odd sizes)."""
+    if _turbo is None or opened.getexif().get(0x0112, 1) not in (1, None):
+        return None
+    gray = opened.mode == "L"
+    w, h = opened.size
+    need = w * h * (1 if gray else 3)
+    buf = getattr(_decoded, "buf", None)
+    if buf is None or buf.size < need:
+        buf = np.empty(need, np.uint8)
+        if need <= _SCRATCH_KEPT:
+            _decoded.buf = buf
+    f.seek(0)
+    try:
+        arr = _turbo.decode_jpeg(f.read(), colorspace="GRAY" if gray else "RGB", fastdct=False, fastupsample=False,
+                                 buffer=buf, strict=True)
+    except (ValueError, OSError):
+        return None
+    if arr.shape[:2] != (h, w):  # pragma: no cover - a header Pillow and libjpeg read differently
+        return None
+    return arr[:, :, 0] if gray else arr
 
 
 def _upright(img: Image.Image) -> Image.Image:
@@ -277,7 +324,15 @@ def _native_resize_crop(src: np.ndarray, nw: int, nh: int, left: int, top: int, 
     return out
 
 
-def _resize_crop_exact(img: Image.Image, size: int, height: int, width: int, interpolation: str) -> Image.Image | np.ndarray:
+def _resize_crop_exact(img: Image.Image | np.ndarray, size: int, height: int, width: int,
+                       interpolation: str) -> Image.Image | np.ndarray:
+    if isinstance(img, np.ndarray):  # decoded pixels (HxWxC / HxW uint8)
+        h, w = img.shape[:2]
+        nw, nh = resized_size(w, h, size)
+        if resampler() == "native" and interpolation != "nearest" and nw >= width and nh >= height and (nw, nh) != (w, h):
+            left, top = crop_offsets(nw, nh, height, width)
+            return _native_resize_crop(img, nw, nh, left, top, width, height, interpolation)
+        img = Image.fromarray(img)
     nw, nh = resized_size(*img.size, size)
     w, h = img.size
     if interpolation == "nearest" or nw < width or nh < height or (nw, nh) == (w, h):
@@ -370,6 +425,8 @@ def preprocess(src: ImageInput, spec: PreprocessSpec, fmt: InputFormat = FLOAT_N
     source: tuple[float, float] | None = None
     if (spec.fast_decode if fast_decode is None else fast_decode) and not isinstance(src, (Image.Image, np.ndarray)):
         img, source = load_image_scaled(src, spec.resize_size, channels=c)
+    elif resampler() == "native" and not isinstance(src, (Image.Image, np.ndarray)):
+        img = _decode(Path(src), c, pixels=True)[0]  # pixels straight from libjpeg-turbo where that is the same
     else:
         img = load_image(src, channels=c)
     img = resize_crop(img, spec.resize_size, h, w, spec.interpolation, source=source)

@@ -133,3 +133,62 @@ def test_read_only_output_is_refused():
     with pytest.raises((TypeError, BufferError, ValueError)):
         pp._native.resize_crop(np.zeros((500, 800, 3), np.uint8), 800, 500, 3, 409, 256, 92, 16, 224, 224, 2, False, out,
                                np.empty(1 << 22, np.uint8))
+
+
+def _jpegs(tmp_path, photo_path) -> list:
+    """The same photo as JPEGs of every kind libjpeg decodes differently: each chroma subsampling,
+    progressive, optimized Huffman tables, restart markers, extreme qualities, greyscale, odd and tiny sizes."""
+    base = Image.open(photo_path).convert("RGB")
+    cases = [
+        ("444", base, {"subsampling": 0}),
+        ("422", base, {"subsampling": 1}),
+        ("420", base, {"subsampling": 2}),
+        ("411", base, {"subsampling": "4:1:1"}),
+        ("progressive", base, {"progressive": True}),
+        ("optimized", base, {"optimize": True, "quality": 100}),
+        ("restarts", base, {"restart_marker_blocks": 3}),
+        ("q5", base, {"quality": 5}),
+        ("grey", base.convert("L"), {}),
+        ("odd", base.resize((333, 251)), {"subsampling": 2}),
+        ("tall", base.resize((131, 517)), {"subsampling": 1}),
+        ("tiny", base.resize((9, 7)), {}),
+    ]
+    out = []
+    for name, img, kw in cases:
+        path = tmp_path / f"{name}.jpg"
+        img.save(path, "JPEG", **kw)
+        out.append(path)
+    return out
+
+
+def test_turbo_decode_gives_pillows_pixels(tmp_path, photo):
+    """Where a JPEG's pixels come straight from libjpeg-turbo (no Pillow copy), they are Pillow's, to the bit."""
+    if pp._turbo is None:
+        pytest.skip("simplejpeg is not installed: Pillow decodes every image")
+    for path in _jpegs(tmp_path, photo["chelsea"]):
+        for channels in (3, 1):
+            pillow = np.asarray(pp.load_image(path, channels=channels))
+            ours, _ = pp._decode(path, channels, pixels=True)
+            if Image.open(path).mode != ("L" if channels == 1 else "RGB"):
+                assert isinstance(ours, Image.Image)  # a conversion is Pillow's job
+                continue
+            assert isinstance(ours, np.ndarray), path.name
+            assert ours.shape == pillow.shape and np.array_equal(ours, pillow), (path.name, channels)
+
+
+def test_turbo_decode_leaves_the_unusual_to_pillow(tmp_path, photo):
+    """EXIF-turned, CMYK, truncated and non-JPEG files take Pillow's path: same pixels, same errors as before."""
+    base = Image.open(photo["chelsea"]).convert("RGB")
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    base.save(tmp_path / "turned.jpg", exif=exif)
+    base.convert("CMYK").save(tmp_path / "cmyk.jpg")
+    base.save(tmp_path / "photo.png")
+    data = (tmp_path / "turned.jpg").read_bytes()
+    (tmp_path / "cut.jpg").write_bytes(data[: len(data) // 2])
+    for name in ("turned.jpg", "cmyk.jpg", "photo.png"):
+        ours, _ = pp._decode(tmp_path / name, 3, pixels=True)
+        assert isinstance(ours, Image.Image), name
+        assert np.array_equal(np.asarray(ours), np.asarray(pp.load_image(tmp_path / name))), name
+    with pytest.raises(pp.ImageError, match="cannot decode image"):
+        pp._decode(tmp_path / "cut.jpg", 3, pixels=True)
