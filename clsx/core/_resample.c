@@ -38,6 +38,10 @@
 #define KERNEL
 #endif
 
+#if defined(_MSC_VER) && !defined(__clang__)
+#define restrict __restrict
+#endif
+
 #ifndef M_PI
 #define M_PI 3.14159265358979323846
 #endif

@@ -72,6 +72,25 @@ def test_bad_images_become_error_predictions(tiny_onnx, photos, tmp_path):
     assert not clf.runtime.is_active
 
 
+def test_recycled_tensors_give_each_image_its_own_prediction(tiny_onnx, photos, tmp_path):
+    """The pipeline recycles image tensors and one batch buffer: over many batches, with failures
+    between good images and a short last batch, every prediction is still that image's alone."""
+    junk = tmp_path / "junk.jpg"
+    junk.write_text("not an image")
+    images = [junk if i % 7 == 3 else photos[(i * 5) % len(photos)] for i in range(45)]
+    clf = Classifier(clsx.open(tiny_onnx), batch_size=4, workers=3)
+    preds = clf.predict(images, topk=3)
+    for img, pred in zip(images, preds):
+        if img == junk:
+            assert not pred.ok
+            continue
+        logits = clf.runtime.run(clf.load(img)[None])
+        idx, probs = top_k(logits, 3)
+        assert pred.ok and pred.indices == tuple(idx[0]), img
+        np.testing.assert_allclose(pred.probs, probs[0], rtol=1e-6)
+    assert len({p.indices for p in preds if p.ok}) > 1  # the photos are told apart: the check above can fail
+
+
 def test_topk_is_capped_at_the_class_count(tiny, photos, caplog):
     clf = Classifier(clsx.open(tiny))
     with caplog.at_level(logging.WARNING, logger="clsx"):
