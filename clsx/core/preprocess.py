@@ -131,38 +131,49 @@ def _decode(path: Path, channels: int, resize_size: int | None = None, *,
         raise ImageError(f"{path}: cannot decode image ({exc})") from None
 
 
-_decoded = threading.local()  # per thread: the buffer turbo-decoded pixels are written into
+_decoded = threading.local()  # per thread: the buffers turbo-decoded (and turned) pixels are written into
 
 
 def _turbo_pixels(f: IO[bytes], opened: Image.Image) -> np.ndarray | None:
-    """The pixels of the JPEG open in ``opened`` (Pillow mode RGB or L, read from ``f``), decoded by
-    libjpeg-turbo (simplejpeg) into this thread's reused buffer; ``None`` where Pillow must decode instead:
-    no simplejpeg, an EXIF turn to apply, or anything libjpeg warns about (corrupt or truncated data: Pillow
-    then decodes it, or refuses it with its usual reason, as before).
+    """The upright pixels of the JPEG open in ``opened`` (Pillow mode RGB or L, read from ``f``), decoded by
+    libjpeg-turbo (simplejpeg) into this thread's reused buffer, turned as its EXIF orientation says by the
+    native code (Pillow's ``exif_transpose``, pixel for pixel); ``None`` where Pillow must decode instead:
+    no simplejpeg, a turn without the native code, or anything libjpeg warns about (corrupt or truncated
+    data: Pillow then decodes it, or refuses it with its usual reason, as before).
 
     The same pixels as Pillow's decode: both are libjpeg-turbo with its defaults (accurate integer IDCT,
     fancy upsampling) and its YCbCr->RGB tables; Pillow then copies them into 4-byte pixels and numpy copies
     them again, which this skips (tests compare the two on every subsampling, progressive, restart markers,
-    greyscale, odd sizes)."""
-    if _turbo is None or opened.getexif().get(0x0112, 1) not in (1, None):
+    greyscale, odd sizes and all eight orientations)."""
+    orientation = opened.getexif().get(0x0112, 1)
+    turn = orientation in range(2, 9)
+    if _turbo is None or (turn and _native is None):
         return None
-    gray = opened.mode == "L"
+    ch = 1 if opened.mode == "L" else 3
     w, h = opened.size
-    need = w * h * (1 if gray else 3)
-    buf = getattr(_decoded, "buf", None)
-    if buf is None or buf.size < need:
-        buf = np.empty(need, np.uint8)
-        if need <= _SCRATCH_KEPT:
-            _decoded.buf = buf
     f.seek(0)
     try:
-        arr = _turbo.decode_jpeg(f.read(), colorspace="GRAY" if gray else "RGB", fastdct=False, fastupsample=False,
-                                 buffer=buf, strict=True)
+        arr = _turbo.decode_jpeg(f.read(), colorspace="GRAY" if ch == 1 else "RGB", fastdct=False, fastupsample=False,
+                                 buffer=_thread_buffer("decoded", w * h * ch), strict=True)
     except (ValueError, OSError):
         return None
     if arr.shape[:2] != (h, w):  # pragma: no cover - a header Pillow and libjpeg read differently
         return None
-    return arr[:, :, 0] if gray else arr
+    if turn:
+        turned = _thread_buffer("turned", w * h * ch)[: w * h * ch]
+        _native.orient(arr, w, h, ch, orientation, turned)
+        arr = turned.reshape((w, h, ch) if orientation >= 5 else (h, w, ch))
+    return arr[:, :, 0] if ch == 1 else arr
+
+
+def _thread_buffer(name: str, size: int) -> np.ndarray:
+    """A uint8 buffer of at least ``size`` bytes, this thread's own and reused (up to ``_SCRATCH_KEPT``)."""
+    buf = getattr(_decoded, name, None)
+    if buf is None or buf.size < size:
+        buf = np.empty(size, np.uint8)
+        if size <= _SCRATCH_KEPT:
+            setattr(_decoded, name, buf)
+    return buf
 
 
 def _upright(img: Image.Image) -> Image.Image:

@@ -176,17 +176,39 @@ def test_turbo_decode_gives_pillows_pixels(tmp_path, photo):
             assert ours.shape == pillow.shape and np.array_equal(ours, pillow), (path.name, channels)
 
 
-def test_turbo_decode_leaves_the_unusual_to_pillow(tmp_path, photo):
-    """EXIF-turned, CMYK, truncated and non-JPEG files take Pillow's path: same pixels, same errors as before."""
-    base = Image.open(photo["chelsea"]).convert("RGB")
+@pytest.mark.parametrize("orientation", [1, 2, 3, 4, 5, 6, 7, 8, 0, 9])
+def test_turbo_decode_applies_every_exif_orientation_as_pillow_does(tmp_path, photo, orientation):
+    """Phone photos carry EXIF turns: the native turn gives exif_transpose's pixels, for all eight (and an
+    invalid value is no turn, as for Pillow); RGB and greyscale, odd sizes."""
+    base = Image.open(photo["chelsea"]).convert("RGB").resize((301, 203))
     exif = Image.Exif()
-    exif[0x0112] = 6
-    base.save(tmp_path / "turned.jpg", exif=exif)
+    exif[0x0112] = orientation
+    for mode in ("RGB", "L"):
+        path = tmp_path / f"o{orientation}{mode}.jpg"
+        base.convert(mode).save(path, exif=exif)
+        channels = 1 if mode == "L" else 3
+        ours, _ = pp._decode(path, channels, pixels=True)
+        pillow = np.asarray(pp.load_image(path, channels=channels))
+        assert isinstance(ours, np.ndarray) and ours.shape == pillow.shape and np.array_equal(ours, pillow), mode
+    assert pillow.shape[:2] == ((301, 203) if orientation in (5, 6, 7, 8) else (203, 301))
+
+
+def test_orient_refuses_bad_arguments():
+    src = np.zeros((5, 7, 3), np.uint8)
+    for o, out in ((1, np.empty(105, np.uint8)), (9, np.empty(105, np.uint8)), (6, np.empty(104, np.uint8))):
+        with pytest.raises(ValueError, match="orient"):
+            pp._native.orient(src, 7, 5, 3, o, out)
+
+
+def test_turbo_decode_leaves_the_unusual_to_pillow(tmp_path, photo):
+    """CMYK, truncated and non-JPEG files take Pillow's path: same pixels, same errors as before."""
+    base = Image.open(photo["chelsea"]).convert("RGB")
     base.convert("CMYK").save(tmp_path / "cmyk.jpg")
     base.save(tmp_path / "photo.png")
-    data = (tmp_path / "turned.jpg").read_bytes()
+    base.save(tmp_path / "whole.jpg")
+    data = (tmp_path / "whole.jpg").read_bytes()
     (tmp_path / "cut.jpg").write_bytes(data[: len(data) // 2])
-    for name in ("turned.jpg", "cmyk.jpg", "photo.png"):
+    for name in ("cmyk.jpg", "photo.png"):
         ours, _ = pp._decode(tmp_path / name, 3, pixels=True)
         assert isinstance(ours, Image.Image), name
         assert np.array_equal(np.asarray(ours), np.asarray(pp.load_image(tmp_path / name))), name
