@@ -300,6 +300,54 @@ done:
     return rc;
 }
 
+/* ---- normalization ---- */
+
+/* out[oc][i] = (float)pixels[i][ic] * scale[oc] + offset[oc], ic = oc or, for BGR, channels - 1 - oc: the float
+ * product rounded, then the float sum rounded (no fused multiply-add: setup.py), which is what numpy's
+ * np.multiply(plane, scale, out) followed by out += offset computes, to the bit. */
+KERNEL static void normalize_planes(const uint8_t *restrict px, ptrdiff_t n, int ch, const float *scale, const float *offset, int bgr,
+                                    float *restrict out) {
+    for (int oc = 0; oc < ch; oc++) {
+        const int ic = bgr ? ch - 1 - oc : oc;
+        const float sc = scale[oc], of = offset[oc];
+        float *restrict o = out + (ptrdiff_t)oc * n;
+        const uint8_t *restrict p = px + ic;
+        for (ptrdiff_t i = 0; i < n; i++) {
+            const float v = (float)p[i * ch] * sc;
+            o[i] = v + of;
+        }
+    }
+}
+
+PyDoc_STRVAR(normalize_doc,
+             "normalize(pixels, channels, scale, offset, bgr, out)\n\n"
+             "Write into ``out`` (channels planes of float32) ``pixel * scale[c] + offset[c]`` for the uint8 HWC "
+             "``pixels`` (scale, offset: float32 per output channel; ``bgr``: output channel 0 reads the last "
+             "input channel), in one pass and bit for bit numpy's multiply-then-add. Runs without the GIL.");
+
+static PyObject *normalize(PyObject *self, PyObject *args) {
+    Py_buffer px, scale, offset, out;
+    int ch, bgr;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "y*iy*y*pw*", &px, &ch, &scale, &offset, &bgr, &out)) return NULL;
+    if (ch < 1 || ch > 4 || px.len % ch != 0 || scale.len != (Py_ssize_t)(ch * sizeof(float)) || offset.len != scale.len ||
+        out.len != px.len * (Py_ssize_t)sizeof(float)) {
+        PyErr_SetString(PyExc_ValueError, "normalize: channels, constants or buffer sizes do not match");
+    } else {
+        float sc[4], of[4];
+        memcpy(sc, scale.buf, (size_t)scale.len);
+        memcpy(of, offset.buf, (size_t)offset.len);
+        Py_BEGIN_ALLOW_THREADS normalize_planes(px.buf, px.len / ch, ch, sc, of, bgr, out.buf);
+        Py_END_ALLOW_THREADS
+    }
+    PyBuffer_Release(&px);
+    PyBuffer_Release(&scale);
+    PyBuffer_Release(&offset);
+    PyBuffer_Release(&out);
+    if (PyErr_Occurred()) return NULL;
+    Py_RETURN_NONE;
+}
+
 /* ---- EXIF orientation ---- */
 
 /* dst (rows x cols pixels of ch bytes, contiguous) = the pixel at base + y * sy + x * sx for each (y, x): any
@@ -418,6 +466,7 @@ fail:
 static PyMethodDef methods[] = {
     {"resize_crop", resize_crop, METH_VARARGS, resize_crop_doc},
     {"orient", orient, METH_VARARGS, orient_doc},
+    {"normalize", normalize, METH_VARARGS, normalize_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -214,3 +214,19 @@ def test_turbo_decode_leaves_the_unusual_to_pillow(tmp_path, photo):
         assert np.array_equal(np.asarray(ours), np.asarray(pp.load_image(tmp_path / name))), name
     with pytest.raises(pp.ImageError, match="cannot decode image"):
         pp._decode(tmp_path / "cut.jpg", 3, pixels=True)
+
+
+@pytest.mark.parametrize("spec", [PreprocessSpec(), PreprocessSpec(channel_order="BGR", input_range=255.0, mean=(104.0, 117.0, 123.0),
+                                                                    std=(57.0, 57.0, 58.0)),
+                                  PreprocessSpec(input_size=(1, 64, 64), mean=(0.45,), std=(0.22,))], ids=["rgb", "bgr-255", "grey"])
+def test_native_normalization_is_numpys_to_the_bit(spec, monkeypatch):
+    """The one-pass C normalization against numpy's multiply-then-add per channel (what runs without it)."""
+    c = spec.input_size[0]
+    pixels = np.random.default_rng(c).integers(0, 256, size=(97, 131, c), dtype=np.uint8)
+    native = pp.to_tensor(pixels if c > 1 else pixels[:, :, 0], spec)
+    monkeypatch.setenv("CLSX_RESAMPLE", "pillow")
+    plain = pp.to_tensor(pixels if c > 1 else pixels[:, :, 0], spec)
+    assert native.shape == plain.shape == (c, 97, 131) and np.array_equal(native, plain)
+    assert native.view(np.uint32).tolist() == plain.view(np.uint32).tolist()  # bits, not just values
+    with pytest.raises(ValueError, match="do not match"):
+        pp._native.normalize(pixels, c, np.zeros(c + 1, np.float32), np.zeros(c + 1, np.float32), False, native)
