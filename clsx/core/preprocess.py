@@ -322,7 +322,7 @@ def _native_resize_crop(src: np.ndarray, nw: int, nh: int, left: int, top: int, 
     h, w = src.shape[:2]
     out = np.empty((height, width, *src.shape[2:]), dtype=np.uint8)
     args = (np.ascontiguousarray(src), w, h, 1 if src.ndim == 2 else src.shape[2], nw, nh, left, top, width, height,
-            int(_RESAMPLE[interpolation]), _vertical_first(w, h, nw, nh), out)
+            int(_RESAMPLE[interpolation]), out)
     scratch = getattr(_scratch, "buf", None)
     if scratch is None:
         scratch = np.empty(0, np.uint8)

@@ -1,171 +1,57 @@
-// Resize, crop and normalize exactly as clsx.preprocess does with Pillow.
+// Resize, crop and normalize exactly as clsx.preprocess does: with the same native kernels.
 //
-// The resampling is a port of Pillow's libImaging/Resample.c (8 bits per channel): per output
-// pixel, a filter window centred on the source position, widened by the downscale factor
-// (antialiasing); coefficients normalized to sum 1 and stored in 22-bit fixed point; a horizontal
-// pass over the rows the vertical pass needs, rounded and clipped to uint8, then a vertical pass
-// (vertical first where Pillow 13 does: see resize). A pass whose size does not change is skipped.
-// NEAREST is Pillow's affine scale (Geometry.c).
+// The resampling (Pillow 13's Resample.c, cut to the crop) and the normalization are cpp/src/resample.c, the
+// one implementation the Python package's clsx.core._resample binds too; this file adapts them to clsx::Image
+// and keeps what is C++-only: NEAREST (Pillow's affine scale, Geometry.c), padding crops, the spec's constants.
 #include "clsx/preprocess.hpp"
 
 #include <algorithm>
 #include <cmath>
-#include <numbers>
+#include <new>
 
 #include "clsx/error.hpp"
+#include "clsx/resample.h"
 
 namespace clsx {
 namespace {
 
-constexpr int kPrecisionBits = 32 - 8 - 2;
-
-double box_filter(double x) { return (x > -0.5 && x <= 0.5) ? 1.0 : 0.0; }
-
-double bilinear_filter(double x) {
-  if (x < 0.0) x = -x;
-  return x < 1.0 ? 1.0 - x : 0.0;
-}
-
-double hamming_filter(double x) {
-  if (x < 0.0) x = -x;
-  if (x == 0.0) return 1.0;
-  if (x >= 1.0) return 0.0;
-  x = x * std::numbers::pi;
-  return std::sin(x) / x * (0.54f + 0.46f * std::cos(x));
-}
-
-double bicubic_filter(double x) {
-  constexpr double a = -0.5;
-  if (x < 0.0) x = -x;
-  if (x < 1.0) return ((a + 2.0) * x - (a + 3.0)) * x * x + 1;
-  if (x < 2.0) return (((x - 5) * x + 8) * x - 4) * a;
-  return 0.0;
-}
-
-double sinc_filter(double x) {
-  if (x == 0.0) return 1.0;
-  x = x * std::numbers::pi;
-  return std::sin(x) / x;
-}
-
-double lanczos_filter(double x) {
-  if (-3.0 <= x && x < 3.0) return sinc_filter(x) * sinc_filter(x / 3);
-  return 0.0;
-}
-
-struct Filter {
-  double (*fn)(double);
-  double support;
-};
-
-Filter filter_of(Interpolation f) {
+int filter_number(Interpolation f) {
   switch (f) {
-    case Interpolation::Box: return {box_filter, 0.5};
-    case Interpolation::Bilinear: return {bilinear_filter, 1.0};
-    case Interpolation::Hamming: return {hamming_filter, 1.0};
-    case Interpolation::Bicubic: return {bicubic_filter, 2.0};
-    case Interpolation::Lanczos: return {lanczos_filter, 3.0};
+    case Interpolation::Lanczos: return CLSX_LANCZOS;
+    case Interpolation::Bilinear: return CLSX_BILINEAR;
+    case Interpolation::Bicubic: return CLSX_BICUBIC;
+    case Interpolation::Box: return CLSX_BOX;
+    case Interpolation::Hamming: return CLSX_HAMMING;
     case Interpolation::Nearest: break;
   }
   throw Error("internal: no convolution filter for nearest");
 }
 
-/// Pillow's precompute_coeffs + normalize_coeffs_8bpc: for each output index, the first source
-/// index, the window length and `ksize` fixed-point weights.
-struct Coeffs {
-  int ksize = 0;
-  std::vector<int> bounds;  // (xmin, xmax) pairs
-  std::vector<std::int32_t> k;
-};
-
-Coeffs precompute(int in_size, int out_size, const Filter& filter) {
-  const float in0 = 0.0f, in1 = static_cast<float>(in_size);
-  double scale = static_cast<double>(in1 - in0) / out_size;
-  double filterscale = scale < 1.0 ? 1.0 : scale;
-  const double support = filter.support * filterscale;
-  Coeffs c;
-  c.ksize = static_cast<int>(std::ceil(support)) * 2 + 1;
-  c.bounds.resize(static_cast<std::size_t>(out_size) * 2);
-  c.k.assign(static_cast<std::size_t>(out_size) * c.ksize, 0);
-  std::vector<double> w(c.ksize);
-  for (int xx = 0; xx < out_size; ++xx) {
-    const double center = in0 + (xx + 0.5) * scale;
-    double ww = 0.0;
-    const double ss = 1.0 / filterscale;
-    int xmin = static_cast<int>(center - support + 0.5);
-    if (xmin < 0) xmin = 0;
-    int xmax = static_cast<int>(center + support + 0.5);
-    if (xmax > in_size) xmax = in_size;
-    xmax -= xmin;
-    for (int x = 0; x < xmax; ++x) {
-      w[x] = filter.fn((x + xmin - center + 0.5) * ss);
-      ww += w[x];
-    }
-    std::int32_t* k = &c.k[static_cast<std::size_t>(xx) * c.ksize];
-    for (int x = 0; x < xmax; ++x) {
-      const double v = ww != 0.0 ? w[x] / ww : w[x];
-      k[x] = v < 0 ? static_cast<std::int32_t>(-0.5 + v * (1 << kPrecisionBits))
-                   : static_cast<std::int32_t>(0.5 + v * (1 << kPrecisionBits));
-    }
-    c.bounds[xx * 2] = xmin;
-    c.bounds[xx * 2 + 1] = xmax;
-  }
-  return c;
-}
-
-inline std::uint8_t clip8(int v) { return static_cast<std::uint8_t>(std::clamp(v >> kPrecisionBits, 0, 255)); }
-
-/// Horizontal pass over source rows [row0, row0 + rows); CH channels accumulated in one sweep.
-template <int CH>
-void horizontal_rows(const Image& in, Image& out, int row0, const Coeffs& c) {
-  for (int yy = 0; yy < out.height; ++yy) {
-    const std::uint8_t* src = in.row(yy + row0);
-    std::uint8_t* dst = out.row(yy);
-    for (int xx = 0; xx < out.width; ++xx) {
-      const int xmin = c.bounds[xx * 2], xmax = c.bounds[xx * 2 + 1];
-      const std::int32_t* k = &c.k[static_cast<std::size_t>(xx) * c.ksize];
-      int ss[CH];
-      for (int b = 0; b < CH; ++b) ss[b] = 1 << (kPrecisionBits - 1);
-      const std::uint8_t* p = src + static_cast<std::size_t>(xmin) * CH;
-      for (int x = 0; x < xmax; ++x) {
-        for (int b = 0; b < CH; ++b) ss[b] += p[x * CH + b] * k[x];
-      }
-      for (int b = 0; b < CH; ++b) dst[xx * CH + b] = clip8(ss[b]);
-    }
+/// The crop (left, top, width x height) of `img` resized to new_w x new_h with a convolution filter.
+Image resize_crop(const Image& img, int new_w, int new_h, int left, int top, int width, int height, Interpolation filter) {
+  Image out{width, height, img.channels, std::vector<std::uint8_t>(static_cast<std::size_t>(width) * height * img.channels)};
+  thread_local std::vector<std::uint8_t> scratch;  // reused: fresh pages per image cost more than the resize
+  for (;;) {
+    const std::ptrdiff_t rc = clsx_resize_crop(img.data.data(), img.width, img.height, img.channels, new_w, new_h, left, top, width,
+                                               height, filter_number(filter), out.data.data(), scratch.data(), scratch.size());
+    if (rc == 0) return out;
+    if (rc == -1) throw std::bad_alloc();
+    if (rc < 0) throw Error("internal: resize arguments out of range");
+    scratch.resize(static_cast<std::size_t>(rc));
   }
 }
 
-Image resample_horizontal(const Image& in, int out_w, int row0, int rows, const Coeffs& c) {
-  Image out{out_w, rows, in.channels, std::vector<std::uint8_t>(static_cast<std::size_t>(out_w) * rows * in.channels)};
-  if (in.channels == 3) {
-    horizontal_rows<3>(in, out, row0, c);
-  } else {
-    horizontal_rows<1>(in, out, row0, c);
-  }
-  return out;
+/// torchvision Resize(size)'s output (width, height).
+std::pair<int, int> resized_size(int w, int h, int size) {
+  const int shorter = std::min(w, h), longer = std::max(w, h);
+  if (shorter == size) return {w, h};
+  // Python: int(size * long / short): true division of exact integers, then truncation
+  const int new_long = static_cast<int>(static_cast<double>(static_cast<std::int64_t>(size) * longer) / shorter);
+  return w <= h ? std::pair{size, new_long} : std::pair{new_long, size};
 }
 
-/// Vertical pass; `shift` is subtracted from the coefficient bounds (rows already cut off). Each
-/// output row accumulates whole source rows (integer sums: the order does not change the result).
-Image resample_vertical(const Image& in, int out_h, const Coeffs& c, int shift) {
-  const int ch = in.channels, w = in.width;
-  const std::size_t n = static_cast<std::size_t>(w) * ch;
-  Image out{w, out_h, ch, std::vector<std::uint8_t>(n * out_h)};
-  std::vector<std::int32_t> ss(n);
-  for (int yy = 0; yy < out_h; ++yy) {
-    const int ymin = c.bounds[yy * 2] - shift, ymax = c.bounds[yy * 2 + 1];
-    const std::int32_t* k = &c.k[static_cast<std::size_t>(yy) * c.ksize];
-    std::fill(ss.begin(), ss.end(), 1 << (kPrecisionBits - 1));
-    for (int y = 0; y < ymax; ++y) {
-      const std::uint8_t* src = in.row(y + ymin);
-      const std::int32_t ky = k[y];
-      for (std::size_t i = 0; i < n; ++i) ss[i] += src[i] * ky;
-    }
-    std::uint8_t* dst = out.row(yy);
-    for (std::size_t i = 0; i < n; ++i) dst[i] = clip8(ss[i]);
-  }
-  return out;
-}
+/// torchvision CenterCrop's offset along one side (Python's round(): half to even, which nearbyint does).
+int crop_offset(int size, int crop) { return static_cast<int>(std::nearbyint((size - crop) / 2.0)); }
 
 /// Pillow's ImagingScaleAffine (nearest neighbour), which Image.resize uses for NEAREST.
 Image resize_nearest(const Image& in, int out_w, int out_h) {
@@ -209,32 +95,12 @@ Image resize(const Image& img, int width, int height, Interpolation filter) {
   if (width < 1 || height < 1) throw Error("resize target must be at least 1x1");
   if (width == img.width && height == img.height) return img;
   if (filter == Interpolation::Nearest) return resize_nearest(img, width, height);
-  const Filter f = filter_of(filter);
-  const bool need_h = width != img.width, need_v = height != img.height;
-  const Coeffs vert = precompute(img.height, height, f);
-  const int first = vert.bounds[0];
-  const int last = vert.bounds[height * 2 - 2] + vert.bounds[height * 2 - 1];
-  if (!need_h) return resample_vertical(img, height, vert, 0);
-  const Coeffs horiz = precompute(img.width, width, f);
-  if (!need_v) return resample_horizontal(img, width, 0, img.height, horiz);
-  // Pillow 13's pass order: vertical first when the height shrinks by more than twice what the width
-  // does (each pass rounds to uint8, so the order changes pixels by a level or more)
-  const int dy = img.height - height, dx = img.width - width;
-  if (dy > 0 && dy > dx * 2) {
-    const Image tmp = resample_vertical(img, height, vert, 0);
-    return resample_horizontal(tmp, width, 0, height, horiz);
-  }
-  const Image tmp = resample_horizontal(img, width, first, last - first, horiz);
-  return resample_vertical(tmp, height, vert, first);
+  return resize_crop(img, width, height, 0, 0, width, height, filter);
 }
 
 Image resize_shorter(const Image& img, int size, Interpolation filter) {
-  const int w = img.width, h = img.height;
-  const int shorter = std::min(w, h), longer = std::max(w, h);
-  if (shorter == size) return img;
-  // Python: int(size * long / short): true division of exact integers, then truncation
-  const int new_long = static_cast<int>(static_cast<double>(static_cast<std::int64_t>(size) * longer) / shorter);
-  return w <= h ? resize(img, size, new_long, filter) : resize(img, new_long, size, filter);
+  const auto [w, h] = resized_size(img.width, img.height, size);
+  return resize(img, w, h, filter);
 }
 
 Image center_crop(const Image& img, int height, int width) {
@@ -250,9 +116,7 @@ Image center_crop(const Image& img, int height, int width) {
     }
     src = &padded;
   }
-  // Python's round(): half to even, which nearbyint does in the default rounding mode
-  const int top = static_cast<int>(std::nearbyint((src->height - height) / 2.0));
-  const int left = static_cast<int>(std::nearbyint((src->width - width) / 2.0));
+  const int top = crop_offset(src->height, height), left = crop_offset(src->width, width);
   Image out{width, height, ch, std::vector<std::uint8_t>(static_cast<std::size_t>(width) * height * ch)};
   for (int y = 0; y < height; ++y) {
     std::copy_n(src->row(y + top) + static_cast<std::size_t>(left) * ch, static_cast<std::size_t>(width) * ch, out.row(y));
@@ -267,29 +131,29 @@ void to_tensor(const Image& img, const PreprocessSpec& spec, float* out) {
                 " from an image of " + std::to_string(img.channels) + "x" + std::to_string(img.height) + "x" +
                 std::to_string(img.width));
   }
-  const std::size_t plane = static_cast<std::size_t>(h) * w;
   // x * scale + offset with per-channel constants computed in double and rounded to float once, then a
-  // float multiply and a float add: what clsx.core.preprocess.to_tensor does (numpy), bit for bit
-  // (the build turns off fused multiply-add contraction).
+  // float multiply and a float add (clsx_normalize): what clsx.core.preprocess.to_tensor does, bit for bit.
   const double range = spec.input_range == 1.0f ? 255.0 : 255.0 / static_cast<double>(spec.input_range);
+  float scale[4], offset[4];
   for (int oc = 0; oc < c; ++oc) {
-    const int ic = spec.bgr && c == 3 ? 2 - oc : oc;  // BGR: output channel 0 is the image's blue
     const double mean = spec.mean[oc], sd = spec.std[oc];
-    const float scale = static_cast<float>(1.0 / (range * sd)), offset = static_cast<float>(-mean / sd);
-    float* dst = out + oc * plane;
-    for (std::size_t i = 0; i < plane; ++i) {
-      const float v = static_cast<float>(img.data[i * c + ic]) * scale;
-      dst[i] = v + offset;
-    }
+    scale[oc] = static_cast<float>(1.0 / (range * sd));
+    offset[oc] = static_cast<float>(-mean / sd);
   }
+  clsx_normalize(img.data.data(), static_cast<std::ptrdiff_t>(h) * w, c, scale, offset, spec.bgr && c == 3, out);
 }
 
 std::vector<float> preprocess(const Image& img, const PreprocessSpec& spec) {
   if (img.channels != spec.channels()) {
     return preprocess(convert_channels(img, spec.channels()), spec);
   }
-  const Image resized = resize_shorter(img, spec.resize_size, spec.interpolation);
-  const Image cropped = center_crop(resized, spec.height(), spec.width());
+  const int h = spec.height(), w = spec.width();
+  const auto [nw, nh] = resized_size(img.width, img.height, spec.resize_size);
+  // The fused path computes only what the crop keeps (the same pixels); nearest, a crop larger than the
+  // resized image (zero padding) and no resize at all take the plain steps.
+  const bool fused = spec.interpolation != Interpolation::Nearest && nw >= w && nh >= h && (nw != img.width || nh != img.height);
+  const Image cropped = fused ? resize_crop(img, nw, nh, crop_offset(nw, w), crop_offset(nh, h), w, h, spec.interpolation)
+                              : center_crop(resize_shorter(img, spec.resize_size, spec.interpolation), h, w);
   std::vector<float> out(spec.tensor_size());
   to_tensor(cropped, spec, out.data());
   return out;

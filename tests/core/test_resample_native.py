@@ -76,6 +76,15 @@ def test_preprocess_is_the_same_tensor_with_either_resampler(photos, monkeypatch
     assert all(np.array_equal(a, b) for a, b in zip(native, pillow))
 
 
+def test_the_pass_order_rule_is_the_same_in_c_and_python():
+    """Pillow 13's pass order is written twice: in the native code and in Python (which drives Pillow itself
+    when there is no native code); both must say the same on any shape."""
+    rng = np.random.default_rng(13)
+    for _ in range(2000):
+        w, h, nw, nh = (int(v) for v in rng.integers(1, 900, size=4))
+        assert pp._native.vertical_first(w, h, nw, nh) == pp._vertical_first(w, h, nw, nh), (w, h, nw, nh)
+
+
 def test_threads_share_nothing(photos):
     """It runs without the GIL on a scratch buffer per thread: four threads at once give the serial results."""
     spec = PreprocessSpec()
@@ -101,7 +110,7 @@ def test_scratch_too_small_is_reported_not_overrun():
     src = np.random.default_rng(0).integers(0, 256, size=(500, 800, 3), dtype=np.uint8)
     out = np.full((224, 224, 3), 7, np.uint8)
     scratch = np.zeros(1000, np.uint8)
-    args = (src, 800, 500, 3, 409, 256, 92, 16, 224, 224, 2, False, out)
+    args = (src, 800, 500, 3, 409, 256, 92, 16, 224, 224, 2, out)
     need = pp._native.resize_crop(*args, scratch)
     assert need > 1000 and (out == 7).all() and not scratch.any()
     assert pp._native.resize_crop(*args, np.empty(need, np.uint8)) == 0
@@ -124,14 +133,14 @@ def test_bad_arguments_are_refused(change, message):
          "out": np.empty((224, 224, 3), np.uint8)} | change
     with pytest.raises(ValueError, match=message):
         pp._native.resize_crop(src, a["w"], a["h"], a["c"], a["nw"], a["nh"], a["left"], a["top"], a["cw"], a["ch"], a["filter"],
-                               False, a["out"], np.empty(1 << 22, np.uint8))
+                               a["out"], np.empty(1 << 22, np.uint8))
 
 
 def test_read_only_output_is_refused():
     out = np.empty((224, 224, 3), np.uint8)
     out.flags.writeable = False
     with pytest.raises((TypeError, BufferError, ValueError)):
-        pp._native.resize_crop(np.zeros((500, 800, 3), np.uint8), 800, 500, 3, 409, 256, 92, 16, 224, 224, 2, False, out,
+        pp._native.resize_crop(np.zeros((500, 800, 3), np.uint8), 800, 500, 3, 409, 256, 92, 16, 224, 224, 2, out,
                                np.empty(1 << 22, np.uint8))
 
 

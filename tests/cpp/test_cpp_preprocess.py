@@ -57,6 +57,10 @@ def assert_within_guard(got: np.ndarray, ref: np.ndarray, spec: PreprocessSpec, 
     worst = diff.reshape(len(names), -1).max(axis=1)
     bad = [f"{n}: {w * 255:.2f}/255" for n, w in zip(names, worst) if w > TOLERANCE]
     assert not bad, f"C++ preprocessing differs from clsx.core.preprocess by more than 1/255: {bad}"
+    # Both run the same resampling and normalization code (cpp/src/resample.c) on the same decoder's pixels:
+    # anything but the same bits is a bug, however small.
+    differs = [n for n, g, r in zip(names, got, ref) if not np.array_equal(g, r)]
+    assert not differs, f"C++ and Python tensors are not bit-identical on {differs}"
 
 
 def write_variants(dest: Path, photos: dict[str, Path]) -> list[Path]:

@@ -1,9 +1,10 @@
 // Image -> CHW float32 tensor, the twin of clsx.preprocess.preprocess.
 //
-// Resize the shorter side to resize_size with Pillow's resampling (its Resample.c: separable,
-// horizontal pass then vertical, filter support widened by the downscale factor, 22-bit fixed-point
-// coefficients, rounding and clipping to uint8 after each pass), center-crop with torchvision's
-// round-half-even offsets (zero padding when the image is smaller), scale, reorder, normalize.
+// Resize the shorter side to resize_size with Pillow's resampling (its Resample.c: separable, two passes
+// in Pillow 13's order, filter support widened by the downscale factor, 22-bit fixed-point coefficients,
+// rounding and clipping to uint8 after each pass), center-crop with torchvision's round-half-even offsets
+// (zero padding when the image is smaller), scale, reorder, normalize. The resampling and normalization
+// are clsx/resample.h, the same native code the Python package runs.
 #pragma once
 
 #include <array>
