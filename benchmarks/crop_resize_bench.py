@@ -9,7 +9,7 @@ with four ways of producing the same pixels:
 
 - ``pillow plain``: Pillow decodes, Pillow resizes the whole image, then the crop (what torchvision does);
 - ``pillow crop``: Pillow decodes and runs the first pass whole, the second on the crop only (session 4);
-- ``native``: Pillow decodes, the native resampler (``clsx/core/_resample.c``) computes only the crop;
+- ``native``: Pillow decodes, the native resampler (``cpp/src/resample.c``) computes only the crop;
 - ``native+turbo``: libjpeg-turbo decodes into a reused buffer where the pixels are Pillow's, then the
   native resampler: what ``preprocess`` does by default.
 

@@ -5,10 +5,11 @@ benchmarks) goes through :func:`load_image` and :func:`preprocess`. The steps an
 torchvision's ``Resize -> CenterCrop -> ToTensor -> Normalize`` on PIL images (which timm's eval
 transforms also build), so a model sees the tensor it was trained and evaluated with:
 
-1. decode with Pillow; apply the EXIF orientation;
+1. decode with Pillow (RGB and greyscale JPEGs: with libjpeg-turbo straight into a reused buffer, the
+   same pixels as Pillow's decoder); apply the EXIF orientation;
 2. convert any mode (L, P, RGBA, CMYK, I;16, F ...) to RGB, or to L for 1-channel models;
 3. resize the shorter side to ``spec.resize_size`` with ``spec.interpolation`` (Pillow's resampling,
-   antialiased, exactly what torchvision calls);
+   antialiased, exactly what torchvision calls; computed by clsx's native port where it is built);
 4. center-crop to ``spec.input_size`` (torchvision's rounding; zero padding if the image is smaller);
 5. scale to ``[0, spec.input_range]``, reorder channels to ``spec.channel_order``, normalize with
    ``spec.mean``/``spec.std``; return CHW float32.
@@ -273,7 +274,7 @@ def resize_crop(img: Image.Image, size: int, height: int, width: int, interpolat
     Pillow resizes in two passes, each rounded to uint8: horizontal then vertical, or vertical first
     when the height shrinks by more than twice what the width does (Pillow 13). Each output pixel of
     a pass depends only on its own window, so only what the crop keeps needs computing. The native
-    resampler (:func:`resampler`, ``clsx/core/_resample.c``: Pillow's weights and integer sums, both
+    resampler (:func:`resampler`, ``cpp/src/resample.c``: Pillow's weights and integer sums, both
     passes cut to the crop, vectorized) does exactly that for RGB and L images. Without it, Pillow
     runs the first pass whole, the crop's columns (rows) are cut from it at integer pixels, and the
     second pass runs on those alone (an 800x500 photo to 224: the vertical pass over 224 columns
@@ -298,7 +299,7 @@ def resize_crop(img: Image.Image, size: int, height: int, width: int, interpolat
 
 
 def resampler() -> str:
-    """Which code resizes exact images: ``"native"`` (clsx's vectorized port, ``clsx/core/_resample.c``)
+    """Which code resizes exact images: ``"native"`` (clsx's vectorized port in ``cpp/src/resample.c``)
     or ``"pillow"`` (no C compiler at install time, or ``CLSX_RESAMPLE=pillow``). Same pixels either way."""
     return "native" if _native is not None and os.environ.get("CLSX_RESAMPLE", "").lower() != "pillow" else "pillow"
 
@@ -396,9 +397,9 @@ def to_tensor(img: Image.Image | np.ndarray, spec: PreprocessSpec, fmt: InputFor
     """Cropped image (PIL, or an HxWxC / HxW uint8 array) -> one image in ``fmt`` (default: normalized CHW float32), written into
     ``out`` when given (a batch slot: no extra copy).
 
-    Float formats are one pass per channel over the uint8 pixels: ``x * scale + offset`` with per-channel
-    constants (:func:`_scale_offset`), channel order and the CHW transpose folded into which plane is
-    read and written; no float HWC intermediate.
+    Float formats are ``x * scale + offset`` with per-channel constants (:func:`_scale_offset`), channel
+    order and the CHW transpose folded in: one native pass for NCHW float32 (``clsx_normalize``), else one
+    numpy pass per channel; the same bits either way, no float HWC intermediate.
     """
     pixels = np.asarray(img, dtype=np.uint8)
     if pixels.ndim == 2:

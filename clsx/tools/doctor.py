@@ -54,7 +54,7 @@ def _preprocessing_info() -> dict[str, Any]:
     from clsx.core.preprocess import resampler
 
     which = resampler()
-    note = ("clsx's vectorized port of Pillow's resampling (clsx/core/_resample.c): Pillow's pixels, several times faster"
+    note = ("clsx's vectorized port of Pillow's resampling (cpp/src/resample.c): Pillow's pixels, several times faster"
             if which == "native" else
             "Pillow (the native resampler was not built: no C compiler at install time, or CLSX_RESAMPLE=pillow); "
             "same pixels, slower")

@@ -1,4 +1,4 @@
-"""The native resampler (clsx/core/_resample.c) against Pillow itself: the same pixels, bit for bit, on every
+"""The native kernels (cpp/src/resample.c, bound as clsx.core._resample) against Pillow itself: the same pixels, bit for bit, on every
 filter, shape, scale direction, pass order and crop; thread-safe; strict about its arguments."""
 
 import os
@@ -18,7 +18,7 @@ FILTERS = ["bilinear", "bicubic", "lanczos", "box", "hamming"]
 def native(monkeypatch):
     monkeypatch.delenv("CLSX_RESAMPLE", raising=False)
     if pp.resampler() != "native":
-        reason = "the native resampler (clsx/core/_resample.c) was not built: no C compiler at install time"
+        reason = "the native kernels (clsx.core._resample) were not built: no C compiler at install time"
         if os.environ.get("CLSX_REQUIRE_CPP", "").strip() not in ("", "0"):
             pytest.fail(f"native code required (CLSX_REQUIRE_CPP=1) but {reason}")
         pytest.skip(reason)
