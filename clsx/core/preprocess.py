@@ -147,7 +147,9 @@ def _turbo_pixels(f: IO[bytes], opened: Image.Image) -> np.ndarray | None:
     them again, which this skips (tests compare the two on every subsampling, progressive, restart markers,
     greyscale, odd sizes and all eight orientations)."""
     orientation = opened.getexif().get(0x0112, 1)
-    turn = orientation in range(2, 9)
+    if type(orientation) is not int:  # a file may declare it a rational, a string ...: Pillow's path decides
+        return None
+    turn = 2 <= orientation <= 8  # anything else is no turn, for Pillow too
     if _turbo is None or (turn and _native is None):
         return None
     ch = 1 if opened.mode == "L" else 3

@@ -202,6 +202,25 @@ def test_turbo_decode_applies_every_exif_orientation_as_pillow_does(tmp_path, ph
     assert pillow.shape[:2] == ((301, 203) if orientation in (5, 6, 7, 8) else (203, 301))
 
 
+def test_an_orientation_that_is_not_an_integer_is_pillows_call(tmp_path, photo, monkeypatch):
+    """EXIF lets a file declare the orientation a rational (or anything): such a file gets exactly what
+    Pillow's path gives it (Pillow turns a rational 6 like a 6), not an error."""
+    import struct
+
+    from PIL.TiffImagePlugin import IFDRational
+
+    # a little-endian TIFF block with one entry: tag 0x0112, type 5 (RATIONAL), count 1, value at offset 26 = 6/1
+    ifd = b"II*\x00" + struct.pack("<IHHHIIIII", 8, 1, 0x0112, 5, 1, 26, 0, 6, 1)
+    path = tmp_path / "rational.jpg"
+    Image.open(photo["chelsea"]).convert("RGB").resize((301, 203)).save(path, exif=b"Exif\x00\x00" + ifd)
+    assert isinstance(Image.open(path).getexif()[0x0112], IFDRational)
+    spec = PreprocessSpec(input_size=(3, 96, 160), resize_size=96)
+    ours = pp.preprocess(path, spec)
+    monkeypatch.setenv("CLSX_RESAMPLE", "pillow")
+    monkeypatch.setattr(pp, "_turbo", None)
+    assert np.array_equal(ours, pp.preprocess(path, spec))
+
+
 def test_orient_refuses_bad_arguments():
     src = np.zeros((5, 7, 3), np.uint8)
     for o, out in ((1, np.empty(105, np.uint8)), (9, np.empty(105, np.uint8)), (6, np.empty(104, np.uint8))):
