@@ -313,8 +313,8 @@ done:
 /* ---- normalization ---- */
 
 /* out[oc][i] = (float)pixels[i][ic] * scale[oc] + offset[oc], ic = oc or, for BGR, channels - 1 - oc: the float
- * product rounded, then the float sum rounded (no fused multiply-add contraction in this file's build), which is what numpy's
- * np.multiply(plane, scale, out) followed by out += offset computes, to the bit. */
+ * product rounded, then the float sum rounded (this file is built without fused multiply-add contraction), which
+ * is what numpy's np.multiply(plane, scale, out) followed by out += offset computes, to the bit. */
 KERNEL void clsx_normalize(const uint8_t *restrict px, ptrdiff_t n, int ch, const float *scale, const float *offset, int bgr,
                            float *restrict out) {
     for (int oc = 0; oc < ch; oc++) {
