@@ -20,6 +20,7 @@
 
 #include "clsx/error.hpp"
 #include "clsx/image.hpp"
+#include "clsx/resample.h"
 
 namespace clsx {
 namespace {
@@ -284,27 +285,11 @@ int exif_orientation(std::span<const std::uint8_t> exif) {
 
 Image apply_orientation(Image img, int orientation) {
   if (orientation < 2 || orientation > 8) return img;
-  const int w = img.width, h = img.height, c = img.channels;
   const bool swap = orientation >= 5;  // transpose, rotate 90/270, transverse swap width and height
-  Image out;
-  out.width = swap ? h : w;
-  out.height = swap ? w : h;
-  out.channels = c;
-  out.data.resize(img.data.size());
-  for (int y = 0; y < out.height; ++y) {
-    for (int x = 0; x < out.width; ++x) {
-      int sx = x, sy = y;
-      switch (orientation) {
-        case 2: sx = w - 1 - x; break;                    // FLIP_LEFT_RIGHT
-        case 3: sx = w - 1 - x; sy = h - 1 - y; break;    // ROTATE_180
-        case 4: sy = h - 1 - y; break;                    // FLIP_TOP_BOTTOM
-        case 5: sx = y; sy = x; break;                    // TRANSPOSE
-        case 6: sx = y; sy = h - 1 - x; break;            // ROTATE_270 (90 clockwise)
-        case 7: sx = w - 1 - y; sy = h - 1 - x; break;    // TRANSVERSE
-        case 8: sx = w - 1 - y; sy = x; break;            // ROTATE_90 (90 counter-clockwise)
-      }
-      std::memcpy(out.row(y) + static_cast<std::size_t>(x) * c, img.row(sy) + static_cast<std::size_t>(sx) * c, c);
-    }
+  Image out{swap ? img.height : img.width, swap ? img.width : img.height, img.channels, std::vector<std::uint8_t>(img.data.size())};
+  // clsx_orient: Pillow's exif_transpose, the same code the Python package runs (cpp/src/resample.c)
+  if (clsx_orient(img.data.data(), img.width, img.height, img.channels, orientation, out.data.data()) != 0) {
+    throw Error("internal: cannot turn a " + std::to_string(img.width) + "x" + std::to_string(img.height) + " image");
   }
   return out;
 }
