@@ -7,6 +7,7 @@ package; both say why. Everything else runs offline on CPU.
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 from pathlib import Path
 
@@ -32,6 +33,21 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.skip(reason="needs an NVIDIA GPU with CUDA; none on this machine"))
         if "tensorrt" in item.keywords and not trt:
             item.add_marker(pytest.mark.skip(reason="needs the full TensorRT package (pip install 'clsx[tensorrt]'), not installable here"))
+
+
+@pytest.fixture
+def native_kernels(monkeypatch):
+    """The native image kernels (clsx.core._resample, which the install builds where a C compiler exists), in
+    use. Without them the test skips, naming the missing build; CI (CLSX_REQUIRE_CPP=1) fails instead."""
+    from clsx.core import preprocess as pp
+
+    monkeypatch.delenv("CLSX_RESAMPLE", raising=False)
+    if pp._native is None:
+        reason = "needs the native kernels clsx.core._resample, not built here (no C compiler at install time)"
+        if os.environ.get("CLSX_REQUIRE_CPP", "").strip() not in ("", "0"):
+            pytest.fail(f"native code required (CLSX_REQUIRE_CPP=1) but {reason}")
+        pytest.skip(reason)
+    return pp._native
 
 
 @pytest.fixture(scope="session")

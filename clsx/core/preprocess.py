@@ -132,7 +132,7 @@ def _decode(path: Path, channels: int, resize_size: int | None = None, *,
         raise ImageError(f"{path}: cannot decode image ({exc})") from None
 
 
-_decoded = threading.local()  # per thread: the buffers turbo-decoded (and turned) pixels are written into
+_buffers = threading.local()  # per thread: decoded and turned pixels, the resize's scratch (see _thread_buffer)
 
 
 def _turbo_pixels(f: IO[bytes], opened: Image.Image) -> np.ndarray | None:
@@ -171,11 +171,11 @@ def _turbo_pixels(f: IO[bytes], opened: Image.Image) -> np.ndarray | None:
 
 def _thread_buffer(name: str, size: int) -> np.ndarray:
     """A uint8 buffer of at least ``size`` bytes, this thread's own and reused (up to ``_SCRATCH_KEPT``)."""
-    buf = getattr(_decoded, name, None)
+    buf = getattr(_buffers, name, None)
     if buf is None or buf.size < size:
         buf = np.empty(size, np.uint8)
         if size <= _SCRATCH_KEPT:
-            setattr(_decoded, name, buf)
+            setattr(_buffers, name, buf)
     return buf
 
 
@@ -313,8 +313,7 @@ def _vertical_first(w: int, h: int, nw: int, nh: int) -> bool:
     return dy > 0 and dy > 2 * dx
 
 
-_SCRATCH_KEPT = 64 << 20  # bytes of scratch a thread keeps between images (more is allocated per image)
-_scratch = threading.local()
+_SCRATCH_KEPT = 64 << 20  # bytes a thread keeps per buffer between images (larger ones are allocated per image)
 
 
 def _native_resize_crop(src: np.ndarray, nw: int, nh: int, left: int, top: int, width: int, height: int,
@@ -326,15 +325,9 @@ def _native_resize_crop(src: np.ndarray, nw: int, nh: int, left: int, top: int, 
     out = np.empty((height, width, *src.shape[2:]), dtype=np.uint8)
     args = (np.ascontiguousarray(src), w, h, 1 if src.ndim == 2 else src.shape[2], nw, nh, left, top, width, height,
             int(_RESAMPLE[interpolation]), out)
-    scratch = getattr(_scratch, "buf", None)
-    if scratch is None:
-        scratch = np.empty(0, np.uint8)
-    need = _native.resize_crop(*args, scratch)
-    if need:
-        scratch = np.empty(need, np.uint8)
-        if need <= _SCRATCH_KEPT:
-            _scratch.buf = scratch
-        _native.resize_crop(*args, scratch)
+    need = _native.resize_crop(*args, _thread_buffer("scratch", 0))
+    if need:  # the scratch this thread had was too small: nothing was written
+        _native.resize_crop(*args, _thread_buffer("scratch", need))
     return out
 
 

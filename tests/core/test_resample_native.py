@@ -1,7 +1,6 @@
 """The native kernels (cpp/src/resample.c, bound as clsx.core._resample) against Pillow itself: the same pixels, bit for bit, on every
 filter, shape, scale direction, pass order and crop; thread-safe; strict about its arguments."""
 
-import os
 import threading
 
 import numpy as np
@@ -14,14 +13,7 @@ from clsx.core.spec import PreprocessSpec
 FILTERS = ["bilinear", "bicubic", "lanczos", "box", "hamming"]
 
 
-@pytest.fixture(autouse=True)
-def native(monkeypatch):
-    monkeypatch.delenv("CLSX_RESAMPLE", raising=False)
-    if pp.resampler() != "native":
-        reason = "the native kernels (clsx.core._resample) were not built: no C compiler at install time"
-        if os.environ.get("CLSX_REQUIRE_CPP", "").strip() not in ("", "0"):
-            pytest.fail(f"native code required (CLSX_REQUIRE_CPP=1) but {reason}")
-        pytest.skip(reason)
+pytestmark = pytest.mark.usefixtures("native_kernels")
 
 
 def _pillow(img: Image.Image, size: int, ch: int, cw: int, interpolation: str) -> np.ndarray:
@@ -172,8 +164,7 @@ def _jpegs(tmp_path, photo_path) -> list:
 
 def test_turbo_decode_gives_pillows_pixels(tmp_path, photo):
     """Where a JPEG's pixels come straight from libjpeg-turbo (no Pillow copy), they are Pillow's, to the bit."""
-    if pp._turbo is None:
-        pytest.skip("simplejpeg is not installed: Pillow decodes every image")
+    assert pp._turbo is not None  # simplejpeg is a dependency
     for path in _jpegs(tmp_path, photo["chelsea"]):
         for channels in (3, 1):
             pillow = np.asarray(pp.load_image(path, channels=channels))

@@ -2,7 +2,6 @@
 as it does on Pillow's path, the same tensor or the same one-line ImageError, never a crash or other pixels."""
 
 import numpy as np
-import pytest
 from PIL import Image
 
 from clsx.core import preprocess as pp
@@ -47,9 +46,7 @@ def _damaged(tmp_path, photo) -> list:
     return out
 
 
-def test_damaged_jpegs_end_as_on_pillows_path(tmp_path, photo, monkeypatch):
-    if pp.resampler() != "native" or pp._turbo is None:
-        pytest.skip("the fast decode path is not installed here (no native kernels or no simplejpeg)")
+def test_damaged_jpegs_end_as_on_pillows_path(tmp_path, photo, monkeypatch, native_kernels):
     files = _damaged(tmp_path, photo)
     fast = [_outcome(p) for p in files]
     monkeypatch.setenv("CLSX_RESAMPLE", "pillow")
